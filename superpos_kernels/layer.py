@@ -206,9 +206,7 @@ class SuperPosPrompt(nn.Module):
                 embed_scale=config.get("embed_scale", 1.0),
             )
         except KeyError as exc:
-            raise ValueError(
-                f"{folder / CONFIG_NAME} is missing the key {exc}; the adapter folder is corrupt"
-            ) from None
+            raise ValueError(f"{folder / CONFIG_NAME} lacks the key {exc}; the adapter folder is corrupt") from None
         if layer.embedding_dim != config.get("embedding_dim", layer.embedding_dim):
             raise ValueError(
                 f"adapter in {folder} was trained for embedding dim {config['embedding_dim']}, "

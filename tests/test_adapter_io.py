@@ -1,0 +1,136 @@
+"""save_pretrained / from_pretrained: bit-exact round trip and clear errors for broken folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from superpos_kernels import SuperPosPrompt
+from superpos_kernels.layer import CONFIG_NAME, WEIGHTS_NAME
+
+
+@pytest.fixture
+def trained(tmp_path):
+    emb = nn.Embedding(64, 12)
+    layer = SuperPosPrompt(emb, num_prompt_tokens=3, num_sampled_tokens=5, seed=4, base_model_name="tiny/model")
+    with torch.no_grad():  # not the initial values: a round trip must carry trained parameters
+        layer.w.normal_()
+        layer.E.add_(torch.randn_like(layer.E))
+    folder = tmp_path / "adapter"
+    layer.save_pretrained(folder)
+    return emb, layer, folder
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_round_trip_is_bit_exact(tmp_path, dtype):
+    emb = nn.Embedding(64, 12).to(dtype)
+    layer = SuperPosPrompt(emb, num_prompt_tokens=3, num_sampled_tokens=5, seed=4)
+    with torch.no_grad():
+        layer.w.normal_()
+        layer.E.add_(torch.randn_like(layer.E))
+    layer.save_pretrained(tmp_path)
+    loaded = SuperPosPrompt.from_pretrained(tmp_path, emb)
+    assert loaded.w.dtype == dtype
+    assert torch.equal(loaded.w, layer.w) and torch.equal(loaded.E, layer.E)
+    assert torch.equal(loaded.sampled_token_ids, layer.sampled_token_ids)
+    ids = torch.randint(0, 64, (2, 5))
+    assert torch.equal(loaded(ids)[0], layer(ids)[0])
+
+
+def test_config_contents(trained):
+    _, layer, folder = trained
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["num_prompt_tokens"] == 3 and config["num_sampled_tokens"] == 5
+    assert config["sampled_token_ids"] == layer.sampled_token_ids.tolist()
+    assert config["embedding_dim"] == 12 and config["num_embeddings"] == 64
+    assert config["base_model_name_or_path"] == "tiny/model"
+    assert config["superpos_kernels_version"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])  # no temp files left
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"adapter folder .*nope does not exist"):
+        SuperPosPrompt.from_pretrained(tmp_path / "nope", nn.Embedding(4, 2))
+
+
+def test_missing_config(trained):
+    emb, _, folder = trained
+    (folder / CONFIG_NAME).unlink()
+    with pytest.raises(ValueError, match=r"adapter_config.json is missing"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_corrupt_config(trained):
+    emb, _, folder = trained
+    (folder / CONFIG_NAME).write_text('{"num_prompt_tokens": 3,')
+    with pytest.raises(ValueError, match=r"adapter_config.json is not valid JSON"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_config_missing_key(trained):
+    emb, _, folder = trained
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    del config["sampled_token_ids"]
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"lacks the key 'sampled_token_ids'"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_wrong_adapter_type(trained):
+    emb, _, folder = trained
+    (folder / CONFIG_NAME).write_text(json.dumps({"peft_type": "LORA"}))
+    with pytest.raises(ValueError, match=r"describes a 'LORA' adapter, expected peft_type 'SUPERPOS_PROMPT'"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+@pytest.mark.parametrize("keep", [0, 7, 100, -10])
+def test_truncated_weights(trained, keep):
+    emb, _, folder = trained
+    path = folder / WEIGHTS_NAME
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])  # keep < 0 drops the tail
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors is not a readable safetensors file"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_missing_weights(trained):
+    emb, _, folder = trained
+    (folder / WEIGHTS_NAME).unlink()
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors is missing"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_wrong_embedding_dim(trained):
+    _, _, folder = trained
+    with pytest.raises(ValueError, match=r"trained for embedding dim 12, but the given embedding has dim 7"):
+        SuperPosPrompt.from_pretrained(folder, nn.Embedding(64, 7))
+
+
+def test_weights_with_wrong_shape(trained, tmp_path):
+    emb, _, folder = trained
+    other = SuperPosPrompt(emb, num_prompt_tokens=2, num_sampled_tokens=5, seed=4)
+    other.save_pretrained(tmp_path / "other")
+    (folder / WEIGHTS_NAME).write_bytes((tmp_path / "other" / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(ValueError, match=r"tensor 'w' has shape \(2, 5\), expected \(3, 5\)"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_failed_write_leaves_previous_adapter_intact(trained, monkeypatch):
+    """A write that dies half-way (disk full) must not replace the good adapter with a broken one."""
+    emb, layer, folder = trained
+    before = (folder / WEIGHTS_NAME).read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("superpos_kernels.io.save_file", disk_full)
+    with torch.no_grad():
+        layer.w.add_(1.0)
+    with pytest.raises(OSError, match="No space left"):
+        layer.save_pretrained(folder)
+    assert (folder / WEIGHTS_NAME).read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
+    SuperPosPrompt.from_pretrained(folder, emb)
