@@ -1,0 +1,303 @@
+"""``superpos``: train, evaluate, predict, compare.
+
+User errors (bad option, missing file, unknown task/model, unwritable folder) print one line on stderr and exit
+with code 2, without a traceback; set ``SUPERPOS_DEBUG=1`` to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file
+from .errors import SuperposError
+
+EXIT_USER_ERROR = 2
+
+
+def _type_of(field: dataclasses.Field) -> Any:
+    kind = str(field.type)
+    if kind.startswith("int"):
+        return int
+    if kind.startswith("float"):
+        return float
+    return str
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--config", help="YAML or JSON file with any of the options below (flags override it)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output-dir from its last checkpoint (same options required)",
+    )
+    for name, field in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        shown = "per method" if name in ("lr", "weight_decay") else default
+        help_text = f"{field.metadata['help']} (default: {shown})"
+        if field.metadata.get("flag"):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(
+                flag,
+                dest=name,
+                type=_type_of(field),
+                choices=field.metadata.get("choices"),
+                default=None,
+                metavar=None if field.metadata.get("choices") else name.upper(),
+                help=help_text,
+            )
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("adapter", help="adapter folder (e.g. <run>/best) or a run folder (its best adapter is used)")
+    parser.add_argument("--model", help="base model (default: the one the adapter was trained on)")
+    parser.add_argument("--task", help="task (default: the adapter's)")
+    parser.add_argument("--eval-mode", choices=("generate", "rank"), help="default: the adapter's run setting")
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="superpos",
+        description="SuperPos-Prompt soft-prompt tuning of frozen language models (and its baselines).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser(
+        "train",
+        help="train a soft prompt (or a baseline) on a task",
+        description="Train and evaluate. With no arguments: SmolLM2-135M, SST-2 subset, one short epoch on the CPU.",
+    )
+    _add_train_options(train)
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved adapter on a task split",
+        description="Score a saved adapter on the validation (or train) split of its task.",
+    )
+    _add_inference_options(evaluate)
+    evaluate.add_argument(
+        "--split", choices=("validation", "train"), default="validation", help="split to score (default: validation)"
+    )
+    evaluate.add_argument("--data-dir", help="data folder (default: the adapter's run setting, else auto)")
+    evaluate.add_argument("--limit", type=int, default=0, help="score the first N shuffled examples (0 = all)")
+    evaluate.add_argument("--output", help="also write the metrics to this JSON file")
+    predict = sub.add_parser(
+        "predict",
+        help="label new text with a saved adapter",
+        description="Predict labels for new inputs, one output line per input.",
+    )
+    _add_inference_options(predict)
+    predict.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        help="an input for a single-field task (e.g. an SST-2 sentence); repeat for more",
+    )
+    predict.add_argument(
+        "--json",
+        action="append",
+        default=[],
+        dest="rows",
+        help='an input row with the task\'s field names, e.g. \'{"premise": "...", '
+        '"hypothesis": "..."}\'; repeat for more',
+    )
+    predict.add_argument("--input", help="JSONL file, one input row per line (the task's field names)")
+    compare = sub.add_parser(
+        "compare",
+        help="compare runs: a table and one plot",
+        description="Lay finished (or running) runs side by side: a table and one plot.",
+    )
+    compare.add_argument("runs", nargs="+", help="run folders")
+    compare.add_argument("--output", default="compare.png", help="plot file (default: compare.png)")
+    compare.add_argument("--json", action="store_true", help="print the table as JSON instead")
+    return parser
+
+
+# ---- commands --------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runner import run_training
+
+    file_options = read_config_file(args.config) if args.config else {}
+    cli_options = {name: getattr(args, name) for name in FIELDS}
+    config = build_config(file_options, cli_options)
+    run_training(config, resume=args.resume)
+    return 0
+
+
+def _adapter_folder(path: str) -> Path:
+    folder = Path(path).expanduser()
+    if (folder / "config.json").is_file() and (folder / "best").exists():
+        from .checkpoints import find_folder
+
+        found = find_folder(folder / "best")
+        if found is None:
+            raise SuperposError(f"run {folder} has no complete best adapter yet")
+        return found
+    if not folder.is_dir():
+        raise SuperposError(f"adapter folder {folder} does not exist")
+    return folder
+
+
+def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
+    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
+    from .collate import Encoder
+    from .methods import load_method
+    from .models import load_model, resolve_device
+    from .tasks import get_task
+
+    folder = _adapter_folder(args.adapter)
+    saved_path = folder / "trainer_config.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
+    config = config_from_dict(saved)
+    for key in ("model", "task", "eval_mode"):
+        if getattr(args, key, None):
+            setattr(config, key, getattr(args, key))
+    if not saved and not (args.model and args.task):
+        raise SuperposError(f"{folder} has no trainer_config.json; pass --model and --task")
+    if args.batch_size < 1:
+        raise SuperposError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    task = get_task(config.task)
+    device = resolve_device(args.device)
+    loaded = load_model(config.model, config.model_type, device)
+    method = load_method(folder, loaded)
+    encoder = Encoder(
+        loaded.tokenizer,
+        loaded.is_encoder_decoder,
+        config.max_length,
+        method.num_prompt_tokens,
+        config.max_target_length,
+        loaded.max_positions,
+        config.max_new_tokens,
+    )
+    return config, task, method, encoder, device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import default_data_dir
+    from .data import load_examples
+    from .evaluate import evaluate_examples
+
+    if args.limit < 0:
+        raise SuperposError(f"--limit must be >= 0 (0 = all), got {args.limit}")
+    config, task, method, encoder, device = _inference_setup(args)
+    data_dir = args.data_dir or config.data_dir or default_data_dir()
+    examples = load_examples(task, args.split, data_dir, limit=args.limit or None, seed=config.seed)
+    encoded = [encoder.encode(e.source, e.target) for e in examples]
+    metrics, _ = evaluate_examples(
+        method, encoder, task, examples, encoded, config.eval_mode, args.batch_size, config.max_new_tokens, device
+    )
+    result = {"adapter": str(Path(args.adapter)), "task": task.name, "split": args.split, **metrics}
+    print(json.dumps(result, indent=2, sort_keys=True))
+    if args.output:
+        from superpos_kernels.io import atomic_write_json
+
+        atomic_write_json(args.output, result)
+    return 0
+
+
+def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
+    sources: list[str] = []
+    if args.text:
+        if len(task.fields) != 1:
+            names = ", ".join(key for _, key in task.fields)
+            raise SuperposError(f"task {task.name} reads several fields ({names}); pass --json rows instead of --text")
+        sources += [task.source_text({task.fields[0][1]: t}) for t in args.text]
+    rows: list[Any] = []
+    for raw in args.rows:
+        try:
+            rows.append(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise SuperposError(f"--json {raw!r} is not JSON: {exc}") from None
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise SuperposError(f"--input file {path} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise SuperposError(f"{path} line {n} is not JSON") from None
+    for row in rows:
+        if not isinstance(row, dict):
+            raise SuperposError(f"an input row must be a JSON object with the task's fields, got {row!r}")
+        missing = [key for _, key in task.fields if key not in row]
+        if missing:
+            raise SuperposError(f"input row {row!r} lacks field(s) {', '.join(missing)} of task {task.name}")
+        sources.append(task.source_text(row))
+    if not sources:
+        raise SuperposError("nothing to predict: pass --text, --json or --input")
+    return sources
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict_texts
+
+    config, task, method, encoder, device = _inference_setup(args)
+    sources = _predict_rows(args, task)
+    encoded = [encoder.encode(s, task.label_words[0]) for s in sources]
+    texts = predict_texts(
+        method, encoder, encoded, config.eval_mode, task.label_words, args.batch_size, config.max_new_tokens, device
+    )
+    for source, text in zip(sources, texts, strict=True):
+        label = task.parse_prediction(text)
+        shown = text if label is not None else f"{text!r} (invalid: not a label of {task.name})"
+        print(f"{shown}\t{source}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    compare_runs(args.runs, args.output, as_json=args.json)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "compare": cmd_compare}
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [
+        SuperposError,
+        ValueError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        FloatingPointError,
+    ]
+    try:
+        from .data import DataError
+
+        types.append(DataError)
+    except ImportError:  # the data layer is optional for compare
+        pass
+    return tuple(types)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("superpos: interrupted", file=sys.stderr)
+        return 130
+    except _user_error_types() as exc:
+        if os.environ.get("SUPERPOS_DEBUG"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"superpos {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The one option set of ``superpos train``: defaults, config files (YAML/JSON), CLI overrides, validation.
+
+Every option is a field of :class:`TrainConfig`; the CLI flags are generated from the fields, so a config file and
+the command line accept exactly the same names (``num_prompt_tokens`` in a file, ``--num-prompt-tokens`` as a flag).
+Precedence: defaults < config file < CLI flags. The resolved config (method defaults filled in) is what a run saves.
+
+The defaults are the embedded quick job (``superpos train`` with no arguments: SmolLM2-135M on an SST-2 subset, a
+few minutes on 2 CPU cores). The paper's setup is ``--model google/t5-base-lm-adapt --epochs 80 --train-limit 0
+--eval-limit 0`` (see ``configs/paper.yaml`` in this package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+METHODS = ("superpos", "prompt", "residual", "full")
+
+# Paper defaults per method: (learning rate, weight decay). SuperPos decays w only (the layer's param_groups).
+METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
+    "superpos": (1e-2, 1e-5),
+    "prompt": (1e-2, 1e-2),
+    "residual": (0.3, 1e-2),
+    # The paper gives only the learning rate for full fine-tuning; no weight decay keeps it plain AdamW-on-Adam.
+    "full": (1e-5, 0.0),
+}
+
+DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train ---
+    model: str = _opt(
+        "smollm2-135m",
+        "Hugging Face hub id, local model folder, or an offline short name (smollm2-135m, gemma3-270m)",
+    )
+    model_type: str = _opt(
+        "auto",
+        "seq2seq (T5/BART) or causal (Llama, Gemma, GPT-2, Qwen2); auto reads the config",
+        ("auto", "seq2seq", "causal"),
+    )
+    task: str = _opt("sst2", "task name (GLUE/SuperGLUE, e.g. sst2, rte, stsb)")
+    data_dir: str | None = _opt(
+        None, f"folder with the task files (default: ${DATA_ENV_VAR}, else <repo>/../shared/data, else the HF hub)"
+    )
+    method: str = _opt("superpos", "superpos | prompt | residual | full", METHODS)
+    num_prompt_tokens: int = _opt(10, "soft prompt length n (superpos, prompt, residual)")
+    num_sampled_tokens: int = _opt(128, "superpos: vocabulary rows m superposed per prompt token")
+    residual_hidden: int = _opt(128, "residual: bottleneck width of the reparameterisation MLP")
+    # --- optimisation ---
+    lr: float | None = _opt(None, "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5)")
+    weight_decay: float | None = _opt(
+        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt/residual 1e-2, full 0)"
+    )
+    epochs: int = _opt(1, "training epochs (paper: 80)")
+    max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no cap)")
+    batch_size: int = _opt(8, "training examples per micro-batch")
+    grad_accum: int = _opt(1, "micro-batches per optimizer step (gradient accumulation)")
+    seed: int = _opt(0, "seeds prompt sampling, data order and dropout")
+    dropout: str = _opt("off", "off: frozen backbone in eval mode (paper); on: keep its dropout", ("off", "on"))
+    group_by_length: bool = _opt(False, "batch examples of similar length together (less padding)", flag=True)
+    # --- lengths ---
+    max_length: int = _opt(128, "tokens per input sequence INCLUDING the soft prompt (and the label, causal LMs)")
+    max_target_length: int = _opt(8, "label tokens kept for training")
+    max_new_tokens: int = _opt(5, "tokens generated per example at evaluation")
+    # --- data subsets ---
+    train_limit: int = _opt(256, "use the first N shuffled training examples (0 = all)")
+    eval_limit: int = _opt(200, "evaluate on the first N shuffled validation examples (0 = all)")
+    holdout_fraction: float = _opt(
+        0.0, "hold out this share of the training examples as an untouched test set, scored once with the best adapter"
+    )
+    # --- evaluation ---
+    eval_mode: str = _opt(
+        "generate",
+        "generate the label text (paper; invalid = wrong) or rank the task's label words by likelihood",
+        ("generate", "rank"),
+    )
+    eval_steps: int = _opt(0, "also evaluate every N optimizer steps (0 = only at the end of each epoch)")
+    eval_batch_size: int = _opt(64, "examples per evaluation batch")
+    # --- runtime ---
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:1, ...")
+    bf16: str = _opt("auto", "bf16 autocast: auto = on for CUDA, off for CPU", ("auto", "on", "off"))
+    save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
+    output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
+    progress: bool = _opt(True, "show a progress bar", flag=True)
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def resolved(self) -> TrainConfig:
+        """A copy with method defaults filled in and every value checked."""
+        cfg = dataclasses.replace(self)
+        if cfg.method not in METHODS:
+            raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+        lr, wd = METHOD_DEFAULTS[cfg.method]
+        cfg.lr = lr if cfg.lr is None else float(cfg.lr)
+        cfg.weight_decay = wd if cfg.weight_decay is None else float(cfg.weight_decay)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
+        positive = (
+            "num_prompt_tokens",
+            "num_sampled_tokens",
+            "residual_hidden",
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "max_target_length",
+            "max_new_tokens",
+            "eval_batch_size",
+        )
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{_flag(name)} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("max_steps", "train_limit", "eval_limit", "eval_steps", "save_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"{_flag(name)} must be an integer >= 0 (0 = off/all), got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.holdout_fraction) < 1.0:
+            raise ConfigError(f"--holdout-fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.lr is not None and not float(self.lr) > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay is not None and float(self.weight_decay) < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.method != "full" and self.max_length <= self.num_prompt_tokens:
+            raise ConfigError(
+                f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
+                f"prompt; raise --max-length above {self.num_prompt_tokens} or lower --num-prompt-tokens"
+            )
+
+    def prompt_length(self) -> int:
+        return 0 if self.method == "full" else self.num_prompt_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Options that change neither the numbers a run produces nor its data: a resumed run may differ in these.
+RESUME_FREE_KEYS = frozenset({"output_dir", "progress", "eval_batch_size", "device", "data_dir"})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Type-check one value from a config file (CLI values are already typed by argparse)."""
+    f = FIELDS[name]
+    kind = f.type if isinstance(f.type, str) else str(f.type)
+    if value is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(f"option {name!r} cannot be null")
+    try:
+        if kind.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if kind.startswith("int"):
+            if isinstance(value, bool) or float(value) != int(value):
+                raise TypeError
+            return int(value)
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind.startswith("str"):
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name!r} expects {kind}, got {value!r}") from None
+    return value
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Options from a YAML (.yaml/.yml) or JSON file; keys may use - or _."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both mean "not parseable"
+        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value, got {type(data).__name__}")
+    options: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"config file {path}: unknown option {key!r} (see superpos train --help)")
+        options[name] = _coerce(name, value)
+    return options
+
+
+def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[str, Any] | None = None) -> TrainConfig:
+    """defaults < file < CLI, then resolved (method defaults) and validated."""
+    merged = {**(file_options or {}), **{k: v for k, v in (cli_options or {}).items() if v is not None}}
+    unknown = set(merged) - set(FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**merged).resolved()
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a saved (resolved) config; tolerant of keys added by newer versions being absent."""
+    known = {k: v for k, v in data.items() if k in FIELDS}
+    return TrainConfig(**known)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys (outside RESUME_FREE_KEYS) whose values differ, formatted ``key: saved -> current``."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUME_FREE_KEYS:
+            continue
+        if saved.get(key) != current.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}")
+    return diffs
+
+
+def default_data_dir() -> str | None:
+    """``$SUPERPOS_DATA_DIR``, else ``<repo>/../shared/data`` when it exists, else None (= the HF hub)."""
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return env
+    repo = Path(__file__).resolve().parents[2]
+    candidate = repo.parent / "shared" / "data"
+    return str(candidate) if candidate.is_dir() else None
+
+
+__all__ = [
+    "METHODS",
+    "METHOD_DEFAULTS",
+    "TrainConfig",
+    "build_config",
+    "config_differences",
+    "config_from_dict",
+    "default_data_dir",
+    "read_config_file",
+]

@@ -1,0 +1,361 @@
+"""The four tuning methods behind one interface, so the trainer treats them alike.
+
+A method turns ``(input_ids, attention_mask)`` into ``(inputs_embeds, attention_mask)`` for the frozen model (the
+soft prompt prepended), names its trainable parameters and AdamW groups, and saves / loads its adapter as a PEFT-like
+folder (``adapter_config.json`` + ``adapter_model.safetensors``).
+
+* ``superpos``: :class:`superpos_kernels.SuperPosPrompt` (n=10 prompt tokens, m=128 superposed rows, decay on w).
+* ``prompt``: simple prompt tuning (Lester et al. 2021), n trainable vectors initialised from sampled vocab rows.
+* ``residual``: Residual Prompt Tuning (Razdaibiedina et al. 2023): ``P = LayerNorm(MLP(P0)) + P0`` with one MLP
+  ``d -> hidden -> d`` (ReLU) shared by and applied to each prompt token.
+* ``full``: full fine-tuning, no prompt; every backbone weight trains.
+
+The frozen model is referenced, never registered as a submodule: ``method.parameters()`` and ``state_dict()`` hold
+the adapter only (``full`` returns the model's weights explicitly).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import Tensor, nn
+
+from superpos_kernels import SuperPosPrompt, sample_token_ids
+from superpos_kernels.io import atomic_write, atomic_write_json
+
+from .errors import ConfigError, SuperposError
+from .models import LoadedModel
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+FULL_WEIGHTS_NAME = "model.safetensors"
+
+
+def _special_ids(tokenizer: Any) -> list[int]:
+    return [int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None]
+
+
+def _vocab_size(loaded: LoadedModel) -> int:
+    # Tables are often padded past the tokenizer (T5: 32128 rows, 32100 tokens); never sample those rows.
+    return min(len(loaded.tokenizer), loaded.embedding.weight.shape[0])
+
+
+class Method(nn.Module):
+    """Base: subclasses set ``name`` / ``peft_type`` and implement the prompt."""
+
+    name = ""
+    peft_type = ""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self._frozen = (loaded,)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self._frozen[0]
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return 0
+
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``[P | X]`` embeddings and the mask extended by ones for the prompt."""
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return [{"params": self.trainable_parameters(), "weight_decay": float(weight_decay), "name": self.name}]
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """Everything that training changes (for exact-resume checkpoints)."""
+        return {k: v for k, v in self.state_dict().items()}
+
+    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
+        self.load_state_dict(state)
+
+    def save_adapter(self, folder: str | os.PathLike[str]) -> None:
+        raise NotImplementedError
+
+    def adapter_config(self) -> dict[str, Any]:
+        return {
+            "peft_type": self.peft_type,
+            "superpos_trainer_method": self.name,
+            "base_model_name_or_path": self.loaded.name,
+        }
+
+    def count_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` where total counts the frozen backbone too."""
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        backbone = sum(p.numel() for p in self.loaded.model.parameters())
+        own = sum(p.numel() for p in self.parameters())
+        return trainable, backbone + own
+
+
+def _prepend(prompt: Tensor, embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    batch = embeds.shape[0]
+    full = torch.cat([prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+    ones = torch.ones(batch, prompt.shape[0], dtype=attention_mask.dtype, device=attention_mask.device)
+    return full, torch.cat([ones, attention_mask], dim=1)
+
+
+class SuperPosMethod(Method):
+    name, peft_type = "superpos", "SUPERPOS_PROMPT"
+
+    def __init__(self, loaded: LoadedModel, layer: SuperPosPrompt) -> None:
+        super().__init__(loaded)
+        self.layer = layer
+
+    @classmethod
+    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, num_sampled_tokens: int, seed: int) -> SuperPosMethod:
+        vocab = _vocab_size(loaded)
+        specials = _special_ids(loaded.tokenizer)
+        if num_sampled_tokens > vocab - len(set(specials) & set(range(vocab))):
+            raise ConfigError(
+                f"--num-sampled-tokens {num_sampled_tokens} exceeds the {vocab} sampleable vocabulary ids of "
+                f"{loaded.name}; lower it"
+            )
+        layer = SuperPosPrompt(
+            loaded.model,
+            num_prompt_tokens=num_prompt_tokens,
+            num_sampled_tokens=num_sampled_tokens,
+            seed=seed,
+            vocab_size=vocab,
+            exclude_ids=specials,
+            base_model_name=loaded.name,
+        )
+        return cls(loaded, layer)
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return self.layer.num_prompt_tokens
+
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        return self.layer(input_ids, attention_mask)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return self.layer.param_groups(weight_decay)  # decay on w only
+
+    def save_adapter(self, folder: str | os.PathLike[str]) -> None:
+        self.layer.save_pretrained(folder)
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel) -> SuperPosMethod:
+        return cls(loaded, SuperPosPrompt.from_pretrained(folder, loaded.model, device=loaded.embedding.weight.device))
+
+
+class PromptMethod(Method):
+    """Simple prompt tuning: the prompt is n free vectors, initialised from n sampled (scaled) vocabulary rows."""
+
+    name, peft_type = "prompt", "PROMPT_TUNING"
+
+    def __init__(self, loaded: LoadedModel, prompt: Tensor) -> None:
+        super().__init__(loaded)
+        self.prompt = nn.Parameter(prompt.detach().clone())
+
+    @staticmethod
+    def initial_prompt(loaded: LoadedModel, num_prompt_tokens: int, seed: int) -> Tensor:
+        ids = sample_token_ids(num_prompt_tokens, _vocab_size(loaded), _special_ids(loaded.tokenizer), seed)
+        with torch.no_grad():
+            # Through the embedding module so models that scale inside it (Gemma: sqrt(d)) start in their space.
+            return loaded.embedding(torch.tensor(ids, device=loaded.embedding.weight.device)).float()
+
+    @classmethod
+    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int) -> PromptMethod:
+        return cls(loaded, cls.initial_prompt(loaded, num_prompt_tokens, seed))
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return self.prompt.shape[0]
+
+    def prompt_vectors(self) -> Tensor:
+        return self.prompt
+
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        return _prepend(self.prompt_vectors(), self.loaded.embedding(input_ids), attention_mask)
+
+    def adapter_config(self) -> dict[str, Any]:
+        return {
+            **super().adapter_config(),
+            "num_virtual_tokens": self.num_prompt_tokens,
+            "token_dim": self.prompt.shape[1],
+        }
+
+    def save_adapter(self, folder: str | os.PathLike[str]) -> None:
+        _save_folder(folder, self.adapter_config(), {k: v for k, v in self.state_dict().items()})
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel) -> PromptMethod:
+        _, tensors = _read_folder(folder)
+        method = cls(loaded, tensors["prompt"])
+        _check_dim(folder, method.prompt.shape[1], loaded)
+        return method.to(loaded.embedding.weight.device)
+
+
+class ResidualMethod(PromptMethod):
+    """``P = LayerNorm(W2 relu(W1 P0)) + P0``: the MLP reparameterises every prompt token (shared weights)."""
+
+    name, peft_type = "residual", "RESIDUAL_PROMPT_TUNING"
+
+    def __init__(self, loaded: LoadedModel, prompt: Tensor, hidden: int) -> None:
+        super().__init__(loaded, prompt)
+        dim = prompt.shape[1]
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.to(loaded.embedding.weight.device)
+
+    @classmethod
+    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int, hidden: int = 128) -> ResidualMethod:
+        prompt = cls.initial_prompt(loaded, num_prompt_tokens, seed)
+        with torch.random.fork_rng(devices=[]):  # MLP init seeded, without disturbing the global stream
+            torch.manual_seed(seed)
+            return cls(loaded, prompt, hidden)
+
+    def prompt_vectors(self) -> Tensor:
+        return self.norm(self.mlp(self.prompt)) + self.prompt
+
+    def adapter_config(self) -> dict[str, Any]:
+        return {**super().adapter_config(), "residual_hidden": self.mlp[0].out_features}
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel) -> ResidualMethod:
+        config, tensors = _read_folder(folder)
+        _check_dim(folder, tensors["prompt"].shape[1], loaded)
+        method = cls(loaded, tensors["prompt"], int(config["residual_hidden"]))
+        _load_state(method, tensors, folder)
+        return method
+
+
+class FullMethod(Method):
+    """Full fine-tuning: no prompt, every backbone weight is trainable (AdamW, lr 1e-5)."""
+
+    name, peft_type = "full", "FULL_FINETUNE"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        loaded.model.requires_grad_(True)
+
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        return self.loaded.embedding(input_ids), attention_mask
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.loaded.model.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        return dict(self.loaded.model.state_dict())
+
+    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
+        self.loaded.model.load_state_dict(state)
+
+    def save_adapter(self, folder: str | os.PathLike[str]) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # save_model de-duplicates tied weights (input/output embeddings), which save_file refuses.
+        atomic_write(folder / FULL_WEIGHTS_NAME, lambda tmp: save_model(self.loaded.model, tmp))
+        atomic_write_json(folder / CONFIG_NAME, self.adapter_config())
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel) -> FullMethod:
+        path = Path(folder) / FULL_WEIGHTS_NAME
+        if not path.is_file():
+            raise SuperposError(f"{path} is missing; the full fine-tuning checkpoint is incomplete")
+        missing, unexpected = load_model(loaded.model, str(path), strict=False)
+        if missing or unexpected:
+            raise SuperposError(
+                f"{path} does not fit {loaded.name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        return cls(loaded)
+
+
+def _save_folder(folder: str | os.PathLike[str], config: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(plain, tmp, metadata={"format": "pt"}))
+    atomic_write_json(folder / CONFIG_NAME, config)
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    weights = Path(folder) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise SuperposError(f"{weights} is missing; {folder} is not a complete adapter folder")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # safetensors raises several types for a truncated file
+        raise SuperposError(f"{weights} is not a readable safetensors file ({exc})") from None
+    return read_adapter_config(folder), tensors
+
+
+def _load_state(method: nn.Module, tensors: dict[str, Tensor], folder: Path) -> None:
+    try:
+        method.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise SuperposError(f"adapter weights in {folder} do not fit: {str(exc).splitlines()[0]}") from None
+
+
+def _check_dim(folder: Path, dim: int, loaded: LoadedModel) -> None:
+    model_dim = loaded.embedding.weight.shape[1]
+    if dim != model_dim:
+        raise SuperposError(f"adapter in {folder} has dim {dim}, but {loaded.name} embeds in dim {model_dim}")
+
+
+def read_adapter_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    if not Path(folder).is_dir():
+        raise SuperposError(f"adapter folder {folder} does not exist")
+    if not path.is_file():
+        raise SuperposError(f"{path} is missing; pass an adapter folder (e.g. <run>/best)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SuperposError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise SuperposError(f"{path} must hold a JSON object")
+    return config
+
+
+_BY_PEFT_TYPE = {m.peft_type: m for m in (SuperPosMethod, PromptMethod, ResidualMethod, FullMethod)}
+
+
+def build_method(
+    method: str,
+    loaded: LoadedModel,
+    num_prompt_tokens: int = 10,
+    num_sampled_tokens: int = 128,
+    residual_hidden: int = 128,
+    seed: int = 0,
+) -> Method:
+    if method == "superpos":
+        return SuperPosMethod.create(loaded, num_prompt_tokens, num_sampled_tokens, seed)
+    if method == "prompt":
+        return PromptMethod.create(loaded, num_prompt_tokens, seed).to(loaded.embedding.weight.device)
+    if method == "residual":
+        return ResidualMethod.create(loaded, num_prompt_tokens, seed, residual_hidden)
+    if method == "full":
+        return FullMethod(loaded)
+    raise ConfigError(f"unknown method {method!r}; choose one of superpos, prompt, residual, full")
+
+
+def load_method(folder: str | os.PathLike[str], loaded: LoadedModel) -> Method:
+    """Rebuild a saved adapter (any method) on top of ``loaded``."""
+    folder = Path(folder)
+    peft_type = read_adapter_config(folder).get("peft_type")
+    if peft_type not in _BY_PEFT_TYPE:
+        raise SuperposError(
+            f"{folder / CONFIG_NAME} has peft_type {peft_type!r}; expected one of {sorted(_BY_PEFT_TYPE)}"
+        )
+    try:
+        return _BY_PEFT_TYPE[peft_type].load(folder, loaded)
+    except (KeyError, ValueError) as exc:
+        if isinstance(exc, SuperposError):
+            raise
+        raise SuperposError(f"cannot load the adapter in {folder}: {exc}") from None
+
+
+__all__ = ["Method", "build_method", "load_method", "read_adapter_config"]
