@@ -135,7 +135,7 @@ def load_examples(
     ``data_dir=None`` loads from the Hugging Face hub (``datasets.load_dataset``); otherwise from local files laid
     out like ``shared/data`` (see the module docstring).
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     split = _check_split(split)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None (all examples), got {limit!r}")
@@ -266,7 +266,7 @@ def _read_jsonl(path: Path, task: Task) -> Iterator[tuple[int, dict[str, Any]]]:
             obj = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(
-                f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno}){_truncated(unterminated)}"
+                f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno}){_truncated(unterminated)}"
             ) from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, found {type(obj).__name__}")

@@ -372,8 +372,8 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
-    """Task by name, case-insensitive, ignoring '-', '_' and spaces ("SST-2", "sts_b", "MultiRC")."""
+def get_task(name: str | Task) -> Task:
+    """Task by name, case-insensitive, ignoring "-", "_" and spaces ("SST-2", "sts_b"); a Task passes through."""
     if isinstance(name, Task):
         return name
     key = "".join(ch for ch in str(name).lower() if ch not in "-_ ")
