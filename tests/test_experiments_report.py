@@ -1,0 +1,110 @@
+"""experiments/report.py: the numbers in docs/EXPERIMENTS.md come from run files, aggregated correctly.
+
+Synthetic run folders (the files ``superpos train`` and the driver write) stand in for real runs, so the check is
+fast and its expected values are known exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _load("report")
+driver = _load("run_comparison")
+
+
+def fake_run(root: Path, plan: str, task: str, method: str, seed: int, curve: list[float], m: int = 128) -> None:
+    folder = root / plan / task / f"{method}-m{m}-seed{seed}"
+    (folder / "run").mkdir(parents=True)
+    spec = {"plan": plan, "task": task, "method": method, "seed": seed, "m": m, "command": "superpos train ..."}
+    (folder / "experiment.json").write_text(json.dumps(spec))
+    rows = [{"step": 8 * (i + 1), "accuracy": v, "train_loss": 1.0} for i, v in enumerate(curve)]
+    (folder / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = max(curve)
+    results = {
+        "main_metric": "accuracy",
+        "best_metric": best,
+        "best_step": 8 * (curve.index(best) + 1),
+        "steps": 8 * len(curve),
+        "train_seconds": 10.0 + seed,
+        "num_train": 512,
+        "num_eval": 100,
+    }
+    (folder / "run" / "results.json").write_text(json.dumps(results))
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    fake_run(tmp_path, "compare", "sst2", "prompt", 0, [0.5, 0.6, 0.7])
+    fake_run(tmp_path, "compare", "sst2", "prompt", 1, [0.5, 0.8, 0.6])
+    fake_run(tmp_path, "compare", "sst2", "superpos", 0, [0.7, 0.9, 0.8])  # reaches seed 0's 0.7 at step 8
+    fake_run(tmp_path, "compare", "sst2", "superpos", 1, [0.6, 0.7, 0.9])  # reaches seed 1's 0.8 at step 24
+    fake_run(tmp_path, "compare", "sst2", "residual", 0, [0.5, 0.6, 0.6])  # never reaches 0.7
+    fake_run(tmp_path, "msweep", "sst2", "superpos", 0, [0.5, 0.55, 0.6], m=1)
+    unfinished = tmp_path / "compare" / "rte" / "prompt-m128-seed0"
+    (unfinished / "run").mkdir(parents=True)
+    (unfinished / "experiment.json").write_text(
+        json.dumps({"plan": "compare", "task": "rte", "method": "prompt", "seed": 0, "m": 128})
+    )
+    return tmp_path
+
+
+def test_only_finished_runs_are_collected(runs_root):
+    runs = report.collect(runs_root)
+    assert len(runs) == 6
+    assert all(r.task == "sst2" for r in runs)
+
+
+def test_comparison_aggregates_over_seeds_and_pairs_reach_steps_by_seed(runs_root):
+    rows = {r["method"]: r for r in report.comparison_rows(report.collect(runs_root))}
+    superpos, prompt, residual = rows["superpos"], rows["prompt"], rows["residual"]
+    assert superpos["best_mean"] == pytest.approx(0.9) and superpos["best_std"] == pytest.approx(0.0)
+    assert prompt["best_mean"] == pytest.approx(0.75)
+    assert prompt["best_std"] == pytest.approx(math.sqrt(((0.7 - 0.75) ** 2 + (0.8 - 0.75) ** 2) / 1))
+    assert superpos["reach_step_mean"] == pytest.approx((8 + 24) / 2) and superpos["reached"] == 2
+    assert prompt["reach_step_mean"] == pytest.approx((24 + 16) / 2)  # its own best step
+    assert residual["reach_step_mean"] is None and (residual["reached"], residual["paired"]) == (0, 1)
+    assert residual["seeds"] == 1 and residual["best_std"] == 0.0
+
+
+def test_msweep_uses_the_comparison_run_for_m_128(runs_root):
+    rows = report.msweep_rows(report.collect(runs_root), "sst2", (1, 16, 128))
+    assert [(r["m"], r["seeds"]) for r in rows] == [(1, 1), (128, 2)]
+    assert rows[0]["best_mean"] == pytest.approx(0.6)
+
+
+def test_rendered_document_shows_the_measured_numbers_and_the_missing_runs(runs_root, tmp_path):
+    runs = report.collect(runs_root)
+    rows = report.comparison_rows(runs)
+    text = report.render(runs, rows, report.msweep_rows(runs, "sst2", (1, 16, 128)), driver, True, False)
+    assert "| sst2 | accuracy | SuperPos-Prompt | 2 | 90.0 ± 0.0 |" in text
+    assert "Highest mean best validation metric per task: sst2: SuperPos-Prompt" in text
+    assert "planned runs have not finished" in text
+    assert report.plot_curves(runs, rows, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_driver_plan_is_seed_major_and_complete():
+    runs = driver.plan_runs("all")
+    per_seed = len(driver.TASKS) * len(driver.METHODS) + 2  # + m in {1, 16}
+    assert len(runs) == 3 * per_seed
+    assert {r.seed for r in runs[:per_seed]} == {0}
+    assert len({r.run_dir for r in runs}) == len(runs)
+    first = runs[0].options("smollm2-135m")
+    assert first["output_dir"].startswith("experiments/runs/") and first["eval_mode"] == "rank"
