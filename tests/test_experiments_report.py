@@ -89,22 +89,32 @@ def test_msweep_uses_the_comparison_run_for_m_128(runs_root):
     assert rows[0]["best_mean"] == pytest.approx(0.6)
 
 
-def test_rendered_document_shows_the_measured_numbers_and_the_missing_runs(runs_root, tmp_path):
+def test_rendered_document_shows_the_measured_numbers_and_the_missing_runs(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "IMG", tmp_path / "img")
     runs = report.collect(runs_root)
-    rows = report.comparison_rows(runs)
-    text = report.render(runs, rows, report.msweep_rows(runs, "sst2", (1, 16, 128)), driver, True, False)
-    assert "| sst2 | accuracy | SuperPos-Prompt | 2 | 90.0 ± 0.0 |" in text
+    baselines = {("sst2", 0): 0.6, ("sst2", 1): 0.5}
+    sections = report.build_sections(runs, driver, baselines)
+    short = next(s for s in sections if s["plan"] == "compare")
+    assert short["curves_png"] == "img/compare_curves.png"
+    assert (tmp_path / "img" / "compare_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = report.render(runs, sections, driver)
+    # superpos: best 0.9 on both seeds, both above their constant-label scores (mean 55.0)
+    assert (
+        "| sst2 | accuracy | SuperPos-Prompt | 2 | 90.0 ± 0.0 | 90.0-90.0 | 90.0, 90.0 | 55.0 | 2/2 | 16 (2/2) |"
+        in text
+    )
     assert "Highest mean best validation metric per task: sst2: SuperPos-Prompt" in text
-    assert "planned runs have not finished" in text
-    assert report.plot_curves(runs, rows, tmp_path / "curves.png")
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "planned runs did not finish" in text and "compare / rte: superpos m=128 seed 0" in text
 
 
-def test_driver_plan_is_seed_major_and_complete():
+def test_driver_plan_is_complete_and_orders_seed_0_first():
     runs = driver.plan_runs("all")
-    per_seed = len(driver.TASKS) * len(driver.METHODS) + 2  # + m in {1, 16}
-    assert len(runs) == 3 * per_seed
-    assert {r.seed for r in runs[:per_seed]} == {0}
+    short = [r for r in runs if r.plan in ("compare", "msweep")]
+    assert len(short) == 3 * (len(driver.TASKS) * len(driver.METHODS) + 2)  # + m in {1, 16}
+    long = [r for r in runs if r.plan.endswith("-long")]
+    assert len(long) == 3 * len(driver.METHODS) + 2
+    assert {r.seed for r in long[:5]} == {0}  # all methods and the m sweep get seed 0 first
     assert len({r.run_dir for r in runs}) == len(runs)
     first = runs[0].options("smollm2-135m")
     assert first["output_dir"].startswith("experiments/runs/") and first["eval_mode"] == "rank"
+    assert long[0].options("smollm2-135m")["max_steps"] > first["max_steps"]
