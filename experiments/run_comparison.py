@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopped driver left running, so a restart never overloads the cores or trains a run twice)."""
         while True:
             with lock:
+                pending[:] = [run for run in pending if not is_finished(run.run_dir)]  # e.g. a stopped driver's
                 if not pending:
                     return None
                 in_flight = claimed | {run for run in pending if is_running(run)}
