@@ -1,9 +1,9 @@
 // CPU kernels and the operator schema of the fused SuperPos op (namespace "superpos").
 //
-// embed_forward writes [P | X] in one pass over the output: the n prompt rows are superposed once (into the first
-// batch row of the output), then every output row is either a copy of that prompt row or a gathered, scaled row of
-// the frozen table. embed_backward reads only the prompt slice dOut[:, :n, :] through its strides (expanded or
-// non-contiguous gradients are never copied). Sums run in at::opmath_type (fp32 for fp16/bf16/fp32, fp64 for fp64),
+// embed_forward writes [P | X] in one parallel pass over the output, each element once, straight from its source
+// (the prompt superposed in registers, or a gathered, scaled row of the frozen table). embed_backward is one
+// parallel pass too and reads only the prompt slice dOut[:, :n, :] through its strides (expanded or non-contiguous
+// gradients are never copied). Sums run in at::opmath_type (fp32 for fp16/bf16/fp32, fp64 for fp64),
 // in a fixed order per output element, so results do not depend on the number of threads.
 //
 // Build with -fopenmp on the compile AND link lines: at::parallel_for is inline in the ATen headers and silently
@@ -28,116 +28,129 @@
 namespace superpos {
 namespace {
 
-// Columns of d per task in the prompt and gradient reductions: a task's accumulators stay in registers/L1.
+// Columns of d per prompt task: a task's accumulators stay in registers/L1. The backward uses narrower blocks so
+// that even a short prompt (small n) splits into enough tasks for every thread.
 constexpr int64_t kColumnBlock = 256;
-// Rows of the output per task: about at::internal::GRAIN_SIZE (32768) elements, the grain ATen itself uses.
+constexpr int64_t kGradColumnBlock = 64;
+// Work per parallel chunk: about at::internal::GRAIN_SIZE (32768) elements, the grain ATen itself uses; smaller
+// problems run inline on one thread (an OpenMP fork/join costs more than it saves there).
 constexpr int64_t kGrainElements = 32768;
 
-// prompt[i, :] = sum_j w[i, j] * E[i, j, :] (n x d, row-major), accumulated in acc_t over j in order.
-template <typename scalar_t, typename acc_t>
-void superpose_rows(const scalar_t* w, const scalar_t* E, int64_t n, int64_t m, int64_t d, scalar_t* prompt) {
-  const int64_t blocks = (d + kColumnBlock - 1) / kColumnBlock;
-  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
-    acc_t acc[kColumnBlock];
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / blocks;
-      const int64_t k0 = (task % blocks) * kColumnBlock;
-      const int64_t width = std::min(kColumnBlock, d - k0);
-      std::fill(acc, acc + width, acc_t(0));
-      for (int64_t j = 0; j < m; ++j) {
-        const acc_t wij = static_cast<acc_t>(w[i * m + j]);
-        const scalar_t* e = E + (i * m + j) * d + k0;
-        for (int64_t k = 0; k < width; ++k) acc[k] += wij * static_cast<acc_t>(e[k]);
-      }
-      scalar_t* dst = prompt + i * d + k0;
-      for (int64_t k = 0; k < width; ++k) dst[k] = static_cast<scalar_t>(acc[k]);
-    }
-  });
-}
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Forward: ONE parallel pass that writes every output element exactly once, straight from its source.
+// Work items are of two kinds on one index line: prompt tasks (i, column block), each superposing
+// P[i, k0:k0+256] = sum_j w[i, j] * E[i, j, k0:k0+256] and writing it to all B copies, then token rows
+// out[b, n + t] = weight[ids[b, t]] * scale. A prompt task is counted as `unit` token rows, its cost in row-sized
+// units, so at::parallel_for's even split of the index line is an even split of the work.
 template <typename scalar_t, typename index_t>
 void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* weight, int64_t V, int64_t row_stride,
                     const scalar_t* w, const scalar_t* E, int64_t n, int64_t m, int64_t d, double embed_scale,
                     scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = n + L;
-  // The prompt goes straight into out[0, :n]; the other batch rows copy it from there (it stays in cache).
-  superpose_rows<scalar_t, acc_t>(w, E, n, m, d, out);
+  const int64_t blocks = ceil_div(d, kColumnBlock);
+  const int64_t prompt_tasks = n * blocks;
+  const int64_t unit = std::max<int64_t>(1, ceil_div((m + B) * std::min(kColumnBlock, d), d));
+  const int64_t prompt_units = prompt_tasks * unit;
   const bool unit_scale = embed_scale == 1.0;
   const acc_t scale = static_cast<acc_t>(embed_scale);
   const int64_t grain = std::max<int64_t>(1, kGrainElements / d);
-  at::parallel_for(n, B * T, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / T;
-      const int64_t t = r % T;
-      scalar_t* dst = out + r * d;
-      if (t < n) {
-        std::memcpy(dst, out + t * d, d * sizeof(scalar_t));
-        continue;
-      }
-      const int64_t id = static_cast<int64_t>(ids[b * L + (t - n)]);
-      TORCH_CHECK(id >= 0 && id < V, "superpos::embed_forward: input_ids[", b, ", ", t - n, "] = ", id,
-                  " is out of range for an embedding table of ", V, " rows");
-      const scalar_t* src = weight + id * row_stride;
-      if (unit_scale) {
-        std::memcpy(dst, src, d * sizeof(scalar_t));
-      } else {
-        for (int64_t k = 0; k < d; ++k) dst[k] = static_cast<scalar_t>(static_cast<acc_t>(src[k]) * scale);
-      }
+
+  auto prompt_task = [&](int64_t task) {
+    const int64_t i = task / blocks;
+    const int64_t k0 = (task % blocks) * kColumnBlock;
+    const int64_t width = std::min(kColumnBlock, d - k0);
+    acc_t acc[kColumnBlock];
+    scalar_t row[kColumnBlock];
+    std::fill(acc, acc + width, acc_t(0));
+    for (int64_t j = 0; j < m; ++j) {  // j in order: the same sum on any number of threads
+      const acc_t wij = static_cast<acc_t>(w[i * m + j]);
+      const scalar_t* e = E + (i * m + j) * d + k0;
+      for (int64_t k = 0; k < width; ++k) acc[k] += wij * static_cast<acc_t>(e[k]);
     }
+    for (int64_t k = 0; k < width; ++k) row[k] = static_cast<scalar_t>(acc[k]);
+    for (int64_t b = 0; b < B; ++b) std::memcpy(out + (b * T + i) * d + k0, row, width * sizeof(scalar_t));
+  };
+
+  auto token_row = [&](int64_t r) {
+    const int64_t b = r / L;
+    const int64_t t = r % L;
+    const int64_t id = static_cast<int64_t>(ids[r]);
+    TORCH_CHECK(id >= 0 && id < V, "superpos::embed_forward: input_ids[", b, ", ", t, "] = ", id,
+                " is out of range for an embedding table of ", V, " rows");
+    const scalar_t* src = weight + id * row_stride;
+    scalar_t* dst = out + (b * T + n + t) * d;
+    if (unit_scale) {
+      std::memcpy(dst, src, d * sizeof(scalar_t));
+    } else {
+      for (int64_t k = 0; k < d; ++k) dst[k] = static_cast<scalar_t>(static_cast<acc_t>(src[k]) * scale);
+    }
+  };
+
+  at::parallel_for(0, prompt_units + B * L, grain, [&](int64_t begin, int64_t end) {
+    // A prompt task runs in the chunk that holds its first unit.
+    for (int64_t task = ceil_div(begin, unit); task < prompt_tasks && task * unit < end; ++task) prompt_task(task);
+    for (int64_t u = std::max(begin, prompt_units); u < end; ++u) token_row(u - prompt_units);
   });
 }
 
+// Backward: ONE parallel pass over tasks (prompt row i, column block), each reading only its piece of the prompt
+// slice of dOut through the strides: g = sum_b dOut[b, i, k0:k0+64], then for every j
+// dE[i, j, block] = w[i, j] * g and a partial dot <g, E[i, j, block]>. The partial dots of a row are summed in
+// block order afterwards (n * m * blocks additions), so dw is the same on any number of threads.
 template <typename scalar_t>
 void backward_kernel(const scalar_t* grad, int64_t B, int64_t s_b, int64_t s_t, int64_t s_k, const scalar_t* w,
                      const scalar_t* E, int64_t n, int64_t m, int64_t d, scalar_t* dw, scalar_t* dE) {
   using acc_t = at::opmath_type<scalar_t>;
-  // Phase 1: g[i, :] = sum_b dOut[b, i, :], over (prompt row, column block), b in order.
-  std::vector<acc_t> g(n * d);
-  const int64_t blocks = (d + kColumnBlock - 1) / kColumnBlock;
-  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t blocks = ceil_div(d, kGradColumnBlock);
+  std::vector<acc_t> partial(n * m * blocks);
+  const int64_t task_elements = (B + 2 * m) * std::min(kGradColumnBlock, d);
+  const int64_t grain = std::max<int64_t>(1, ceil_div(kGrainElements, task_elements));
+  at::parallel_for(0, n * blocks, grain, [&](int64_t begin, int64_t end) {
+    acc_t g[kGradColumnBlock];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks;
-      const int64_t k0 = (task % blocks) * kColumnBlock;
-      const int64_t width = std::min(kColumnBlock, d - k0);
-      acc_t* gi = g.data() + i * d + k0;
-      std::fill(gi, gi + width, acc_t(0));
-      for (int64_t b = 0; b < B; ++b) {
+      const int64_t kb = task % blocks;
+      const int64_t k0 = kb * kGradColumnBlock;
+      const int64_t width = std::min(kGradColumnBlock, d - k0);
+      std::fill(g, g + width, acc_t(0));
+      for (int64_t b = 0; b < B; ++b) {  // b in order
         const scalar_t* src = grad + b * s_b + i * s_t + k0 * s_k;
         if (s_k == 1) {
-          for (int64_t k = 0; k < width; ++k) gi[k] += static_cast<acc_t>(src[k]);
+          for (int64_t k = 0; k < width; ++k) g[k] += static_cast<acc_t>(src[k]);
         } else {
-          for (int64_t k = 0; k < width; ++k) gi[k] += static_cast<acc_t>(src[k * s_k]);
+          for (int64_t k = 0; k < width; ++k) g[k] += static_cast<acc_t>(src[k * s_k]);
         }
+      }
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t r = i * m + j;
+        const acc_t wij = static_cast<acc_t>(w[r]);
+        const scalar_t* e = E + r * d + k0;
+        scalar_t* de = dE + r * d + k0;
+        // Eight partial sums in a fixed order: vectorisable without -ffast-math, still deterministic.
+        acc_t lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t k = 0;
+        for (; k + 8 <= width; k += 8) {
+          for (int u = 0; u < 8; ++u) {
+            lane[u] += g[k + u] * static_cast<acc_t>(e[k + u]);
+            de[k + u] = static_cast<scalar_t>(wij * g[k + u]);
+          }
+        }
+        for (; k < width; ++k) {
+          lane[0] += g[k] * static_cast<acc_t>(e[k]);
+          de[k] = static_cast<scalar_t>(wij * g[k]);
+        }
+        partial[r * blocks + kb] =
+            ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
       }
     }
   });
-  // Phase 2: per (i, j): dw = <g[i], E[i, j]> and dE[i, j] = w[i, j] * g[i], one pass over E and dE.
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / d);
-  at::parallel_for(0, n * m, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const acc_t* gi = g.data() + (r / m) * d;
-      const scalar_t* e = E + r * d;
-      scalar_t* de = dE + r * d;
-      const acc_t wij = static_cast<acc_t>(w[r]);
-      // Eight partial sums in a fixed order: vectorisable without -ffast-math, still deterministic.
-      acc_t part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t k = 0;
-      for (; k + 8 <= d; k += 8) {
-        for (int u = 0; u < 8; ++u) {
-          const acc_t gk = gi[k + u];
-          part[u] += gk * static_cast<acc_t>(e[k + u]);
-          de[k + u] = static_cast<scalar_t>(wij * gk);
-        }
-      }
-      for (; k < d; ++k) {
-        part[0] += gi[k] * static_cast<acc_t>(e[k]);
-        de[k] = static_cast<scalar_t>(wij * gi[k]);
-      }
-      dw[r] = static_cast<scalar_t>(((part[0] + part[1]) + (part[2] + part[3])) +
-                                    ((part[4] + part[5]) + (part[6] + part[7])));
-    }
-  });
+  for (int64_t r = 0; r < n * m; ++r) {
+    acc_t sum = 0;
+    for (int64_t kb = 0; kb < blocks; ++kb) sum += partial[r * blocks + kb];
+    dw[r] = static_cast<scalar_t>(sum);
+  }
 }
 
 at::Tensor embed_forward_cpu(const at::Tensor& input_ids, const at::Tensor& weight, const at::Tensor& w,

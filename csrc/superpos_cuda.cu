@@ -152,9 +152,9 @@ std::tuple<at::Tensor, at::Tensor> embed_backward_cuda(const at::Tensor& grad_ou
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, w.scalar_type(), "superpos_embed_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const dim3 grid(static_cast<unsigned>(ceil_div(d, kThreads)), static_cast<unsigned>(n));
-    prompt_grad_sum_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(grad_out.const_data_ptr<scalar_t>(), B,
-                                                                     grad_out.stride(0), grad_out.stride(1),
-                                                                     grad_out.stride(2), d, g.mutable_data_ptr<acc_t>());
+    prompt_grad_sum_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        grad_out.const_data_ptr<scalar_t>(), B, grad_out.stride(0), grad_out.stride(1), grad_out.stride(2), d,
+        g.mutable_data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     prompt_param_grad_kernel<scalar_t><<<static_cast<unsigned>(n * m), kThreads, 0, stream>>>(
         g.const_data_ptr<acc_t>(), wc.const_data_ptr<scalar_t>(), Ec.const_data_ptr<scalar_t>(), m, d,

@@ -1,0 +1,230 @@
+"""Op microbenchmarks of the fused SuperPos op: providers x modes x shapes x dtypes (pytest-benchmark).
+
+Run: ``python -m pytest bench/test_op_bench.py`` (about 3 minutes on 2 CPU cores; ``SUPERPOS_BENCH_FULL=1`` for the
+full sweep B in {8, 32, 64}, L in {64, 256, 512}, d in {512, 768, 1024}, fp32/bf16/fp16). n = 10, m = 128 and a
+T5-sized table (32128 rows) throughout.
+
+Providers: ``eager`` (the PyTorch reference), ``compile`` (torch.compile of the reference), ``cpp`` (the C++
+extension; on a GPU only if its CUDA kernels were built) and ``triton`` (GPU only: the Triton interpreter is not
+something to time). Modes: ``forward`` (grad-enabled, as in training), ``backward`` (dOut -> dw, dE on a recorded
+forward) and ``forward_backward``. Each benchmark runs in pedantic mode after warm-up rounds (which also absorb
+torch.compile's compilation); ``extra_info`` holds the bytes a perfect kernel must move (the floor), the GB/s that
+implies at the measured median, and that as a share of this machine's copy bandwidth.
+
+``test_cpp_speedup_targets`` times eager and cpp interleaved at B=32, L=256, d=512, fp32 (so a busy neighbour
+slows both alike) and reports the forward (target 1.5x) and forward+backward (target 1.3x) speed-ups. Targets are
+reported, never asserted: a benchmark on a shared machine must not fail because someone else was busy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import Tensor
+
+pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed: pip install -e '.[bench]'")
+
+from superpos_kernels import cpp_ops
+from superpos_kernels.reference import superpos_embed_reference
+
+FULL = os.environ.get("SUPERPOS_BENCH_FULL") == "1"
+N_PROMPT, M_SAMPLED, VOCAB = 10, 128, 32128
+TARGET_SHAPE = (32, 256, 512)
+PROVIDERS = ("eager", "compile", "cpp", "triton")
+MODES = ("forward", "backward", "forward_backward")
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+
+
+@dataclass(frozen=True)
+class Case:
+    B: int
+    L: int
+    d: int
+    dtype: torch.dtype
+
+    @property
+    def id(self) -> str:
+        return f"B{self.B}-L{self.L}-d{self.d}-{DTYPE_NAMES[self.dtype]}"
+
+
+def _cases() -> list[Case]:
+    if FULL:
+        grid = itertools.product((8, 32, 64), (64, 256, 512), (512, 768, 1024))
+        return [Case(B, L, d, dt) for (B, L, d) in grid for dt in (torch.float32, torch.bfloat16, torch.float16)]
+    # Default: small, the acceptance shape, and a long/wide one, in fp32; the acceptance shape in bf16 too.
+    return [
+        Case(8, 64, 768, torch.float32),
+        Case(*TARGET_SHAPE, torch.float32),
+        Case(16, 512, 1024, torch.float32),
+        Case(*TARGET_SHAPE, torch.bfloat16),
+    ]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _compiled_reference() -> Callable[..., Tensor]:
+    # Every case and mode is a new specialisation of the same function: raise dynamo's per-function limit so none
+    # silently falls back to eager.
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 256)
+    return torch.compile(superpos_embed_reference, dynamic=False)
+
+
+def provider_fn(provider: str, device: torch.device) -> Callable[..., Tensor]:
+    """``embed(ids, weight, w, E, scale) -> out`` for ``provider``, or pytest.skip with the reason."""
+    if provider == "eager":
+        return superpos_embed_reference
+    if provider == "compile":
+        return _compiled_reference()
+    if provider == "cpp":
+        ok, reason = cpp_ops.is_available(device)
+        if not ok:
+            pytest.skip(f"cpp provider unavailable on {device.type}: {reason}")
+        return cpp_ops.superpos_embed
+    if provider == "triton":
+        if device.type != "cuda":
+            pytest.skip("triton provider needs a CUDA GPU (the Triton CPU interpreter is not benchmarked)")
+        try:
+            module = importlib.import_module("superpos_kernels.triton_ops")
+        except Exception as exc:
+            pytest.skip(f"triton provider unavailable: {type(exc).__name__}: {exc}")
+        ok, reason = module.is_available(device)
+        if not ok:
+            pytest.skip(f"triton provider unavailable: {reason}")
+        return module.superpos_embed
+    raise ValueError(f"unknown provider {provider!r}")
+
+
+def make_inputs(case: Case, device: torch.device, seed: int = 0) -> tuple[Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (case.B, case.L), generator=g).to(device)
+    weight = torch.randn(VOCAB, case.d, generator=g).to(device, case.dtype)
+    w = (torch.randn(N_PROMPT, M_SAMPLED, generator=g) / M_SAMPLED**0.5).to(device, case.dtype).requires_grad_()
+    E = torch.randn(N_PROMPT, M_SAMPLED, case.d, generator=g).to(device, case.dtype).requires_grad_()
+    grad = torch.randn(case.B, N_PROMPT + case.L, case.d, generator=g).to(device, case.dtype)
+    return ids, weight, w, E, grad
+
+
+def floor_bytes(case: Case, mode: str) -> int:
+    """Bytes a perfect kernel must move: what it reads at least once and writes exactly once."""
+    s = torch.tensor([], dtype=case.dtype).element_size()
+    params = N_PROMPT * M_SAMPLED * (case.d + 1) * s  # w and E
+    forward = case.B * (N_PROMPT + case.L) * case.d * s + case.B * case.L * (case.d * s + 8) + params
+    backward = case.B * N_PROMPT * case.d * s + 2 * params  # the prompt slice of dOut; read w, E; write dw, dE
+    return {"forward": forward, "backward": backward, "forward_backward": forward + backward}[mode]
+
+
+def mode_fn(embed: Callable[..., Tensor], mode: str, inputs: tuple[Tensor, ...], scale: float = 1.0) -> Callable:
+    ids, weight, w, E, grad = inputs
+    if mode == "forward":
+        return lambda: embed(ids, weight, w, E, scale)
+    if mode == "backward":
+        out = embed(ids, weight, w, E, scale)
+        return lambda: torch.autograd.grad(out, (w, E), grad, retain_graph=True)
+    if mode == "forward_backward":
+        return lambda: torch.autograd.grad(embed(ids, weight, w, E, scale), (w, E), grad)
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def _synced(fn: Callable, device: torch.device) -> Callable:
+    def run():
+        result = fn()
+        _sync(device)
+        return result
+
+    return run
+
+
+def _rounds_for(fn: Callable, budget_s: float = 1.0) -> int:
+    """Enough rounds for a steady median within about ``budget_s``, between 5 and 60."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return max(5, min(60, int(budget_s / max(once, 1e-6))))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c.id)
+def test_op(benchmark, case: Case, provider: str, mode: str, bench_device: torch.device, copy_bandwidth_gbs) -> None:
+    embed = provider_fn(provider, bench_device)
+    fn = _synced(mode_fn(embed, mode, make_inputs(case, bench_device)), bench_device)
+    benchmark.group = f"{mode} {case.id}"
+    for _ in range(3):  # warm-up outside the timer too, so _rounds_for does not time a compilation
+        fn()
+    benchmark.pedantic(fn, rounds=_rounds_for(fn), warmup_rounds=2, iterations=1)
+    median = benchmark.stats.stats.median
+    moved = floor_bytes(case, mode)
+    benchmark.extra_info.update(
+        provider=provider,
+        mode=mode,
+        B=case.B,
+        L=case.L,
+        d=case.d,
+        n=N_PROMPT,
+        m=M_SAMPLED,
+        dtype=DTYPE_NAMES[case.dtype],
+        device=bench_device.type,
+        threads=torch.get_num_threads(),
+        floor_MB=round(moved / 1e6, 3),
+        GBps_at_floor=round(moved / median / 1e9, 3),
+        pct_of_copy_bw=round(100 * moved / median / 1e9 / copy_bandwidth_gbs, 1),
+    )
+
+
+def _interleaved_medians(fns: dict[str, Callable], rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def test_cpp_speedup_targets(benchmark, bench_device: torch.device) -> None:
+    """Eager vs cpp at the acceptance shape, interleaved; the speed-ups land in extra_info and on stdout."""
+    provider_fn("cpp", bench_device)  # skips with the reason when the extension is unavailable
+    case = Case(*TARGET_SHAPE, torch.float32)
+    inputs = make_inputs(case, bench_device)
+    fns = {
+        f"{provider}_{mode}": _synced(mode_fn(embed, mode, inputs), bench_device)
+        for mode in ("forward", "forward_backward")
+        for provider, embed in (("eager", superpos_embed_reference), ("cpp", cpp_ops.superpos_embed))
+    }
+    for fn in fns.values():
+        fn()
+    rounds = int(os.environ.get("SUPERPOS_BENCH_ROUNDS", "40"))
+    medians = benchmark.pedantic(lambda: _interleaved_medians(fns, rounds), rounds=1, iterations=1)
+    fwd = medians["eager_forward"] / medians["cpp_forward"]
+    fwd_bwd = medians["eager_forward_backward"] / medians["cpp_forward_backward"]
+    benchmark.group = "cpp speed-up targets (interleaved; row time = whole measurement)"
+    benchmark.extra_info.update(
+        {f"{name}_median_ms": round(t * 1e3, 3) for name, t in medians.items()},
+        shape=case.id,
+        rounds=rounds,
+        threads=torch.get_num_threads(),
+        forward_speedup=round(fwd, 2),
+        forward_target=1.5,
+        forward_met=fwd >= 1.5,
+        forward_backward_speedup=round(fwd_bwd, 2),
+        forward_backward_target=1.3,
+        forward_backward_met=fwd_bwd >= 1.3,
+    )
+    print(
+        f"\n[{case.id}, {torch.get_num_threads()} threads, {rounds} interleaved rounds] "
+        + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items())
+        + f"\nforward speed-up {fwd:.2f}x (target 1.5x), forward+backward {fwd_bwd:.2f}x (target 1.3x)"
+    )
