@@ -28,15 +28,16 @@ def _build_ext_class(base: type) -> type:
     class OptionalBuildExt(base):
         """Builds the extension, but lets the install go on without it unless SUPERPOS_REQUIRE_EXTENSION=1."""
 
-        def build_extension(self, ext) -> None:
+        def run(self) -> None:
+            # run(), not build_extension(): torch checks the compiler in build_extensions() before any of them.
             try:
-                super().build_extension(ext)
+                super().run()
             except Exception as exc:
                 if os.environ.get("SUPERPOS_REQUIRE_EXTENSION") == "1":
                     raise
                 print(
-                    f"WARNING: superpos_kernels: building the C++ extension {ext.name} failed ({exc}); installing "
-                    "without it (a JIT build is tried at first use, else the PyTorch reference runs)",
+                    f"WARNING: superpos_kernels: building the C++ extension failed ({type(exc).__name__}: {exc}); "
+                    "installing without it (a JIT build is tried at first use, else the PyTorch reference runs)",
                     file=sys.stderr,
                 )
 
