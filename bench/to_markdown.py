@@ -62,10 +62,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _labels(bench: dict[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in sorted((bench.get("params") or {}).items())]
+    """The scalar ``extra_info`` of a row (the test id in ``name`` already shows its parameters)."""
     extra = bench.get("extra_info") or {}
-    parts += [f"{k}={v}" for k, v in sorted(extra.items()) if isinstance(v, (str, int, float, bool)) and k != E2E_KEY]
-    return ", ".join(parts)
+    return ", ".join(f"{k}={v}" for k, v in sorted(extra.items()) if isinstance(v, (str, int, float, bool)))
 
 
 def op_rows(benchmarks: Sequence[dict[str, Any]]) -> dict[str, list[list[str]]]:
@@ -85,7 +84,7 @@ def render_ops(benchmarks: Sequence[dict[str, Any]]) -> str:
     if not groups:
         return "_No op microbenchmark results in this report._"
     out = []
-    header = ["benchmark", "params", "median", "IQR (q1 - q3)", "min", "ops/s", "rounds"]
+    header = ["benchmark", "info", "median", "IQR (q1 - q3)", "min", "ops/s (1/mean)", "rounds"]
     for group in sorted(groups):
         out += [f"#### {group}", "", table(header, groups[group]), ""]
     return "\n".join(out).rstrip()
@@ -205,6 +204,9 @@ def render(report: dict[str, Any], command: str | None = None, skipped: Sequence
         f"- machine: {machine.get('node', '?')}, {cpu}, Python {machine.get('python_version', '?')}",
         f"- commit: {commit.get('id', '?')}{' (dirty)' if commit.get('dirty') else ''}",
     ]
+    facts = [f"{k} {machine[k]}" for k in ("torch", "torch_num_threads", "cuda_device", "triton") if machine.get(k)]
+    if facts:
+        lines.append(f"- software/threads: {', '.join(facts)}")
     if command:
         lines.append(f"- command: `{command}`")
     lines += ["", "## Op microbenchmarks", "", render_ops(report["benchmarks"]), "", "## End-to-end", ""]

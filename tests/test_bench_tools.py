@@ -68,12 +68,12 @@ REAL = {
 
 def _report() -> dict:
     op = {"group": "superpos_embed fwd", "name": "test_fwd[cpp-8x128]", "params": {"backend": "cpp"},
-          "extra_info": {"shape": "8x128"}, "stats": _stats(12.3e-6)}  # fmt: skip
+          "extra_info": {"shape": "8x128", "provider": "cpp", "raw": [1, 2]}, "stats": _stats(12.3e-6)}  # fmt: skip
     e2e = [{"group": "e2e", "name": n, "params": None, "extra_info": {tm.E2E_KEY: r}, "stats": _stats(200.0, 1)}
            for n, r in (("test_e2e_fixed_shape", FIXED), ("test_e2e_real_task_epoch", REAL))]  # fmt: skip
     return {"datetime": "2026-11-24T18:00:00", "machine_info": {"node": "vm", "python_version": "3.11.7",
-            "cpu": {"brand_raw": "AMD EPYC"}}, "commit_info": {"id": "abc123", "dirty": True},
-            "benchmarks": [op, *e2e]}  # fmt: skip
+            "cpu": {"brand_raw": "AMD EPYC"}, "torch": "2.13.0", "cuda_device": None},
+            "commit_info": {"id": "abc123", "dirty": True}, "benchmarks": [op, *e2e]}  # fmt: skip
 
 
 def _section(text: str, title: str) -> str:
@@ -85,9 +85,10 @@ def _section(text: str, title: str) -> str:
 def test_render_puts_op_rows_and_e2e_tables_in_their_sections():
     text = tm.render(_report(), command="python -m pytest bench/")
     ops, e2e = _section(text, "## Op microbenchmarks"), _section(text, "## End-to-end")
+    assert "- software/threads: torch 2.13.0\n" in text  # absent facts (no CUDA device) are left out
     assert "- commit: abc123 (dirty)" in text and "- command: `python -m pytest bench/`" in text
     assert "#### superpos_embed fwd" in ops
-    row = "| test_fwd[cpp-8x128] | backend=cpp, shape=8x128 | 12.3 us | 11.7 us - 13.5 us | 11.1 us | 81,301 | 100 |"
+    row = "| test_fwd[cpp-8x128] | provider=cpp, shape=8x128 | 12.3 us | 11.7 us - 13.5 us | 11.1 us | 81,301 | 100 |"
     assert row in ops
     assert "test_e2e" not in ops  # the whole-suite wall time of an e2e entry is no op measurement
     assert "| ours-superpos | 656,640 | 812 ms | 731 ms - 974 ms | 1.23 | 41.5 | 37.4 - 49.8 | cpp |" in e2e
