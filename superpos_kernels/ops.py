@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -66,7 +67,14 @@ def _warn_once(key: str, message: str) -> None:
 
 def select_backend(device: torch.device | str, requested: str | None = None) -> str:
     """The backend for tensors on ``device``: ``requested``, else ``$SUPERPOS_BACKEND``, else the fastest."""
-    device = torch.device(device)
+    return _select(torch.device(device).type, requested)
+
+
+# torch.compile calls this at trace time and bakes the answer into the graph as a constant: the imports and
+# environment reads below cannot be traced, and the choice is fixed for a device type anyway.
+@torch.compiler.assume_constant_result
+def _select(device_type: str, requested: str | None) -> str:
+    device = torch.device(device_type)
     forced = requested or os.environ.get(ENV_VAR) or None
     if forced is not None:
         ok, reason = backend_status(forced, device)
@@ -97,8 +105,8 @@ def last_backend() -> str | None:
 def _embed_fn(name: str) -> Callable[..., Tensor]:
     if name == "reference":
         return superpos_embed_reference
-    module, _ = _backend_module(name)
-    return module.superpos_embed
+    # Already imported by _select (backend_status): a plain module attribute lookup, which dynamo can trace.
+    return sys.modules[_BACKEND_MODULES[name]].superpos_embed
 
 
 def superpos_embed(
@@ -119,7 +127,7 @@ def superpos_embed(
     input_ids, attention_mask, weight, w, E, embed_scale = check_embed_inputs(
         input_ids, attention_mask, weight, w, E, embed_scale
     )
-    name = select_backend(weight.device, backend)
+    name = _select(weight.device.type, backend)
     _last_backend = name
     embeds = _embed_fn(name)(input_ids, weight, w, E, embed_scale)
     return embeds, extend_attention_mask(attention_mask, input_ids, w.shape[0])

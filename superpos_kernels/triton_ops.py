@@ -1,0 +1,264 @@
+"""The Triton backend of the fused op: kernels, launchers and the ``torch.library`` custom ops, in one file.
+
+Forward, two launches:
+
+1. ``_prompt_kernel`` computes ``P[i] = sum_j w[i, j] E[i, j]`` once, in fp32, into an ``[n, d]`` scratch buffer.
+2. ``_concat_kernel`` writes every output row ``(b, t)``: ``P[t]`` for ``t < n``, else ``weight[ids[b, t - n]] *
+   scale``.
+
+Why not superpose inside the concat kernel, per batch row? Superposing reads ``n*m*d`` elements of ``E``
+(n=10, m=128, d=768, bf16: 1.97 MB). Doing that for each of B=64 batch rows would read 126 MB, 2.4x the whole
+output (64 * 522 * 768 * 2 B = 51 MB). Doing it once and copying ``P`` (15 KB, L2-resident) costs 2 MB extra
+reads, 4% of the output: the forward stays a single pass over the output at memory speed.
+
+Backward, two launches, deterministic (no atomics: every sum has one fixed order):
+
+1. ``_prompt_grad_sum_kernel``: ``g[i] = sum_b dOut[b, i, :]`` in fp32, reading only the prompt slice of dOut
+   through its strides (so non-contiguous and stride-0 expanded gradients cost no copy).
+2. ``_prompt_bwd_kernel``: ``dw[i, j] = <g[i], E[i, j]>`` and ``dE[i, j] = w[i, j] * g[i]``.
+
+Everything accumulates in fp32 whatever the storage dtype (fp64 inputs accumulate in fp64). Values are loaded, converted with ``.to(tl.float32)``
+before any arithmetic and converted back only at the store: this is also what keeps bf16 correct in Triton's CPU
+interpreter, where bf16 arithmetic is silently wrong.
+
+Block sizes for H100-class GPUs. The concat kernel is a pure copy (no FLOPs to speak of; 2 x itemsize bytes moved
+per element), so the only goal is enough bytes in flight per SM. A tile of ROWS x BLOCK_D = 8 x 256 bf16 elements is 4 KB read + 4 KB written per
+program, with 4 warps 16 B per thread per access (vectorised 128-bit loads); at B=64, L=512, d=768 that is about
+12.5k programs for 132 SMs, many waves, which hides latency. d=1024 prefers BLOCK_D=1024 with 8 warps (one
+program per row-tile spans the whole row, no column loop). The autotuner chooses among these per ``d`` on GPU only:
+the interpreter can run a single config (several fail there), and each interpreted program instance costs ~2 ms,
+so interpreted launches use big tiles (64 rows) to keep the program count small.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+
+    _IMPORT_ERROR = ""
+except ImportError as exc:  # the backend is optional: ops.py reports the reason and picks another path
+    triton = None
+    _IMPORT_ERROR = f"triton is not installed ({exc}); pip install 'superpos-kernels[triton]'"
+
+# Read when the kernels are defined, as Triton itself does: setting it later has no effect.
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def is_available(device: torch.device) -> tuple[bool, str]:
+    """Triton runs on CUDA tensors, and on CPU tensors only inside Triton's interpreter (tests)."""
+    if triton is None:
+        return False, _IMPORT_ERROR
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True, ""
+    if device.type == "cpu" and INTERPRET:
+        return True, ""
+    if device.type == "cpu":
+        return False, "Triton runs CPU tensors only under TRITON_INTERPRET=1 (set before triton is imported)"
+    return False, f"Triton has no {device.type} target here"
+
+
+if triton is not None:
+
+    @triton.jit
+    def _prompt_kernel(w_ptr, E_ptr, P_ptr, m, d, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+        """One program: prompt row ``i``, columns ``[c0, c0 + BLOCK_D)``; loops over the m superposed rows."""
+        i = tl.program_id(0).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        col_ok = cols < d
+        acc = tl.zeros((BLOCK_D,), dtype=ACC)
+        for j0 in range(0, m, BLOCK_M):
+            js = j0 + tl.arange(0, BLOCK_M)
+            j_ok = js < m
+            wv = tl.load(w_ptr + i * m + js, mask=j_ok, other=0.0).to(ACC)
+            ev = tl.load(
+                E_ptr + (i * m + js)[:, None] * d + cols[None, :], mask=j_ok[:, None] & col_ok[None, :], other=0.0
+            ).to(ACC)
+            acc += tl.sum(wv[:, None] * ev, axis=0)
+        tl.store(P_ptr + i * d + cols, acc, mask=col_ok)
+
+    @triton.jit
+    def _concat_kernel(
+        ids_ptr,
+        weight_ptr,
+        P_ptr,
+        out_ptr,
+        rows,
+        n,
+        L,
+        d,
+        scale,
+        ACC: tl.constexpr,
+        ROWS: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        """One program: ROWS consecutive output rows (flattened over b, t) x BLOCK_D columns."""
+        r = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        row_ok = r < rows
+        col_ok = cols < d
+        t = r % (n + L)
+        b = r // (n + L)
+        is_prompt = t < n
+        is_token = row_ok & (t >= n)
+        tok = tl.load(ids_ptr + b * L + (t - n), mask=is_token, other=0).to(tl.int64)
+        tile_ok = row_ok[:, None] & col_ok[None, :]
+        pv = tl.load(P_ptr + t[:, None] * d + cols[None, :], mask=tile_ok & is_prompt[:, None], other=0.0)
+        xv = tl.load(weight_ptr + tok[:, None] * d + cols[None, :], mask=tile_ok & is_token[:, None], other=0.0)
+        val = tl.where(is_prompt[:, None], pv, xv.to(ACC) * scale)
+        tl.store(out_ptr + r[:, None] * d + cols[None, :], val.to(out_ptr.dtype.element_ty), mask=tile_ok)
+
+    @triton.jit
+    def _prompt_grad_sum_kernel(
+        g_ptr, G_ptr, B, d, stride_b, stride_t, stride_d, BLOCK_D: tl.constexpr, ACC: tl.constexpr
+    ):
+        """``G[i] = sum_b dOut[b, i, :]`` in a fixed order over b (deterministic), any strides (0 included)."""
+        i = tl.program_id(0).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        col_ok = cols < d
+        acc = tl.zeros((BLOCK_D,), dtype=ACC)
+        ptr = g_ptr + i * stride_t + cols.to(tl.int64) * stride_d
+        for _ in range(0, B):  # advancing the pointer keeps the offset arithmetic 64-bit
+            acc += tl.load(ptr, mask=col_ok, other=0.0).to(ACC)
+            ptr += stride_b
+        tl.store(G_ptr + i * d + cols, acc, mask=col_ok)
+
+    @triton.jit
+    def _prompt_bwd_kernel(
+        G_ptr, w_ptr, E_ptr, dw_ptr, dE_ptr, m, d, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr
+    ):
+        """One program: prompt row ``i``, superposed rows ``[j0, j0 + BLOCK_M)``; loops over d."""
+        i = tl.program_id(0).to(tl.int64)
+        js = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+        j_ok = js < m
+        wv = tl.load(w_ptr + i * m + js, mask=j_ok, other=0.0).to(ACC)
+        acc = tl.zeros((BLOCK_M,), dtype=ACC)
+        for c0 in range(0, d, BLOCK_D):
+            cols = c0 + tl.arange(0, BLOCK_D)
+            col_ok = cols < d
+            g = tl.load(G_ptr + i * d + cols, mask=col_ok, other=0.0)
+            offs = (i * m + js)[:, None] * d + cols[None, :]
+            tile_ok = j_ok[:, None] & col_ok[None, :]
+            ev = tl.load(E_ptr + offs, mask=tile_ok, other=0.0).to(ACC)
+            acc += tl.sum(ev * g[None, :], axis=1)
+            tl.store(dE_ptr + offs, (wv[:, None] * g[None, :]).to(dE_ptr.dtype.element_ty), mask=tile_ok)
+        tl.store(dw_ptr + i * m + js, acc.to(dw_ptr.dtype.element_ty), mask=j_ok)
+
+    if not INTERPRET:  # GPU: let the autotuner pick the copy tile per embedding width (see module docstring)
+        _concat_kernel = triton.autotune(
+            configs=[
+                triton.Config({"ROWS": 8, "BLOCK_D": 256}, num_warps=4),
+                triton.Config({"ROWS": 16, "BLOCK_D": 256}, num_warps=4),
+                triton.Config({"ROWS": 4, "BLOCK_D": 1024}, num_warps=8),
+                triton.Config({"ROWS": 2, "BLOCK_D": 1024}, num_warps=4),
+            ],
+            key=["d"],
+        )(_concat_kernel)
+
+
+def _pow2_block(d: int, cap: int) -> int:
+    return min(cap, triton.next_power_of_2(d))
+
+
+def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
+    """The accumulation dtype: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (torch dtype, Triton dtype)."""
+    return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
+
+
+def _device_guard(t: Tensor):
+    return torch.cuda.device(t.device) if t.is_cuda else torch.device(t.device)
+
+
+def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
+    batch, length = input_ids.shape
+    n, m, d = E.shape
+    ids, weight, w, E = input_ids.contiguous(), weight.contiguous(), w.contiguous(), E.contiguous()
+    out = torch.empty(batch, n + length, d, dtype=weight.dtype, device=weight.device)
+    acc_torch, acc = _acc(weight.dtype)
+    prompt = torch.empty(n, d, dtype=acc_torch, device=weight.device)
+    rows = batch * (n + length)
+    block_d = _pow2_block(d, 256 if INTERPRET else 128)
+    with _device_guard(weight):
+        _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=32, BLOCK_D=block_d, ACC=acc)
+        if INTERPRET:
+            block_rows = 64
+            grid = (triton.cdiv(rows, block_rows), triton.cdiv(d, block_d))
+            _concat_kernel[grid](
+                ids, weight, prompt, out, rows, n, length, d, embed_scale, ACC=acc, ROWS=64, BLOCK_D=block_d
+            )
+        else:
+
+            def grid(meta):
+                return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(d, meta["BLOCK_D"]))
+
+            _concat_kernel[grid](ids, weight, prompt, out, rows, n, length, d, embed_scale, ACC=acc)
+    return out
+
+
+def _backward(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
+    n, m, d = E.shape
+    w, E = w.contiguous(), E.contiguous()
+    acc_torch, acc = _acc(E.dtype)
+    g_sum = torch.empty(n, d, dtype=acc_torch, device=E.device)
+    dw, dE = torch.empty_like(w), torch.empty_like(E)
+    block_d = _pow2_block(d, 256 if INTERPRET else 128)
+    block_m = min(32, triton.next_power_of_2(m))
+    stride_b, stride_t, stride_d = grad_out.stride()
+    with _device_guard(E):
+        _prompt_grad_sum_kernel[(n, triton.cdiv(d, block_d))](
+            grad_out, g_sum, grad_out.shape[0], d, stride_b, stride_t, stride_d, BLOCK_D=block_d, ACC=acc
+        )
+        _prompt_bwd_kernel[(n, triton.cdiv(m, block_m))](
+            g_sum, w, E, dw, dE, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc
+        )
+    return dw, dE
+
+
+@torch.library.custom_op("superpos::triton_embed_forward", mutates_args=())
+def triton_embed_forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
+    """``[P | X]``, ``[B, n + L, d]`` in ``weight``'s dtype."""
+    return _forward(input_ids, weight, w, E, embed_scale)
+
+
+@triton_embed_forward.register_fake
+def _(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
+    return weight.new_empty((input_ids.shape[0], w.shape[0] + input_ids.shape[1], weight.shape[1]))
+
+
+@torch.library.custom_op("superpos::triton_embed_backward", mutates_args=())
+def triton_embed_backward(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
+    """``(dw, dE)`` from the prompt slice of ``grad_out``."""
+    return _backward(grad_out, w, E)
+
+
+@triton_embed_backward.register_fake
+def _(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
+    return w.new_empty(w.shape), E.new_empty(E.shape)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _, _, w, E, _ = inputs
+    ctx.save_for_backward(w, E)
+
+
+def _backward_formula(ctx, grad_out: Tensor):
+    w, E = ctx.saved_tensors
+    dw = dE = None
+    if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+        dw, dE = triton_embed_backward(grad_out, w, E)
+    # No gradient for the ids or the frozen table, by definition of the method.
+    return None, None, dw if ctx.needs_input_grad[2] else None, dE if ctx.needs_input_grad[3] else None, None
+
+
+triton_embed_forward.register_autograd(_backward_formula, setup_context=_setup_context)
+
+
+def superpos_embed(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float = 1.0) -> Tensor:
+    """Backend entry point for :mod:`superpos_kernels.ops` (inputs already validated there)."""
+    return triton_embed_forward(input_ids, weight, w, E, float(embed_scale))
