@@ -17,15 +17,15 @@ Backward, two launches, deterministic (no atomics: every sum has one fixed order
    through its strides (so non-contiguous and stride-0 expanded gradients cost no copy).
 2. ``_prompt_bwd_kernel``: ``dw[i, j] = <g[i], E[i, j]>`` and ``dE[i, j] = w[i, j] * g[i]``.
 
-Everything accumulates in fp32 whatever the storage dtype (fp64 inputs accumulate in fp64). Values are loaded, converted with ``.to(tl.float32)``
-before any arithmetic and converted back only at the store: this is also what keeps bf16 correct in Triton's CPU
-interpreter, where bf16 arithmetic is silently wrong.
+Everything accumulates in fp32 whatever the storage dtype (fp64 inputs accumulate in fp64). Values are loaded,
+converted with ``.to(tl.float32)`` before any arithmetic and converted back only at the store: this is also what
+keeps bf16 correct in Triton's CPU interpreter, where bf16 arithmetic is silently wrong.
 
 Block sizes for H100-class GPUs. The concat kernel is a pure copy (no FLOPs to speak of; 2 x itemsize bytes moved
-per element), so the only goal is enough bytes in flight per SM. A tile of ROWS x BLOCK_D = 8 x 256 bf16 elements is 4 KB read + 4 KB written per
-program, with 4 warps 16 B per thread per access (vectorised 128-bit loads); at B=64, L=512, d=768 that is about
-12.5k programs for 132 SMs, many waves, which hides latency. d=1024 prefers BLOCK_D=1024 with 8 warps (one
-program per row-tile spans the whole row, no column loop). The autotuner chooses among these per ``d`` on GPU only:
+per element), so the only goal is enough bytes in flight per SM. A tile of ROWS x BLOCK_D = 8 x 256 bf16 elements
+is 4 KB read + 4 KB written per program; with 4 warps that is 32 B per thread, two 128-bit accesses. At B=64,
+L=512, d=768 that makes about 12.5k programs for 132 SMs, many waves, which hides latency. d=1024 may prefer
+BLOCK_D=1024 with 8 warps (the whole row in one tile). The autotuner chooses among these per ``d`` on GPU only:
 the interpreter can run a single config (several fail there), and each interpreted program instance costs ~2 ms,
 so interpreted launches use big tiles (64 rows) to keep the program count small.
 """

@@ -107,7 +107,7 @@ def test_no_gradient_for_the_table(backend):
 def test_padded_batch_mask(backend):
     ids, weight, w, E = make_inputs(CASES[1], torch.float32, 3)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
-    out, ext = superpos_embed(ids, weight, w, E, attention_mask=mask, backend=backend)
+    _, ext = superpos_embed(ids, weight, w, E, attention_mask=mask, backend=backend)
     n = w.shape[0]
     assert torch.equal(ext, torch.cat([torch.ones(2, n, dtype=mask.dtype), mask], dim=1))
     assert ext.dtype == mask.dtype
