@@ -1,7 +1,8 @@
 """Op microbenchmarks of the fused SuperPos op: providers x modes x shapes x dtypes (pytest-benchmark).
 
-Run: ``python -m pytest bench/test_op_bench.py`` (about 3 minutes on 2 CPU cores; ``SUPERPOS_BENCH_FULL=1`` for the
-full sweep B in {8, 32, 64}, L in {64, 256, 512}, d in {512, 768, 1024}, fp32/bf16/fp16). n = 10, m = 128 and a
+Run: ``python -m pytest bench/test_op_bench.py`` (about 3 minutes on 2 CPU cores, each case at torch's thread count
+and at 1 thread; ``SUPERPOS_BENCH_THREADS=2`` for one count only). ``SUPERPOS_BENCH_FULL=1`` runs the full sweep:
+B in {8, 32, 64}, L in {64, 256, 512}, d in {512, 768, 1024}, fp32/bf16/fp16. n = 10, m = 128 and a
 T5-sized table (32128 rows) throughout.
 
 Providers: ``eager`` (the PyTorch reference), ``compile`` (torch.compile of the reference), ``cpp`` (the C++
@@ -23,7 +24,7 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -41,6 +42,31 @@ TARGET_SHAPE = (32, 256, 512)
 PROVIDERS = ("eager", "compile", "cpp", "triton")
 MODES = ("forward", "backward", "forward_backward")
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+
+
+def _thread_counts() -> list[int]:
+    """CPU thread counts to time: torch's default and 1 (``SUPERPOS_BENCH_THREADS=1,2`` to choose).
+
+    One thread shows the kernels themselves; on a machine whose cores are shared, every OpenMP fork/join can wait
+    for a descheduled thread (milliseconds), which the multi-threaded figures then include. A GPU run times once.
+    """
+    if torch.cuda.is_available():
+        return [torch.get_num_threads()]
+    chosen = os.environ.get("SUPERPOS_BENCH_THREADS")
+    if chosen:
+        return [int(t) for t in chosen.split(",")]
+    return sorted({1, torch.get_num_threads()}, reverse=True)
+
+
+THREADS = _thread_counts()
+
+
+@pytest.fixture(params=THREADS, ids=lambda t: f"{t}thr")
+def threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -158,10 +184,12 @@ def _rounds_for(fn: Callable, budget_s: float = 1.0) -> int:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c.id)
-def test_op(benchmark, case: Case, provider: str, mode: str, bench_device: torch.device, copy_bandwidth_gbs) -> None:
+def test_op(
+    benchmark, case: Case, provider: str, mode: str, threads: int, bench_device: torch.device, copy_bandwidth_gbs
+) -> None:
     embed = provider_fn(provider, bench_device)
     fn = _synced(mode_fn(embed, mode, make_inputs(case, bench_device)), bench_device)
-    benchmark.group = f"{mode} {case.id}"
+    benchmark.group = f"{mode} {case.id} {threads} thread(s)"
     for _ in range(3):  # warm-up outside the timer too, so _rounds_for does not time a compilation
         fn()
     benchmark.pedantic(fn, rounds=_rounds_for(fn), warmup_rounds=2, iterations=1)
@@ -177,7 +205,7 @@ def test_op(benchmark, case: Case, provider: str, mode: str, bench_device: torch
         m=M_SAMPLED,
         dtype=DTYPE_NAMES[case.dtype],
         device=bench_device.type,
-        threads=torch.get_num_threads(),
+        threads=threads,
         floor_MB=round(moved / 1e6, 3),
         GBps_at_floor=round(moved / median / 1e9, 3),
         pct_of_copy_bw=round(100 * moved / median / 1e9 / copy_bandwidth_gbs, 1),
@@ -194,7 +222,7 @@ def _interleaved_medians(fns: dict[str, Callable], rounds: int) -> dict[str, flo
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def test_cpp_speedup_targets(benchmark, bench_device: torch.device) -> None:
+def test_cpp_speedup_targets(benchmark, threads: int, bench_device: torch.device) -> None:
     """Eager vs cpp at the acceptance shape, interleaved; the speed-ups land in extra_info and on stdout."""
     provider_fn("cpp", bench_device)  # skips with the reason when the extension is unavailable
     case = Case(*TARGET_SHAPE, torch.float32)
@@ -210,12 +238,12 @@ def test_cpp_speedup_targets(benchmark, bench_device: torch.device) -> None:
     medians = benchmark.pedantic(lambda: _interleaved_medians(fns, rounds), rounds=1, iterations=1)
     fwd = medians["eager_forward"] / medians["cpp_forward"]
     fwd_bwd = medians["eager_forward_backward"] / medians["cpp_forward_backward"]
-    benchmark.group = "cpp speed-up targets (interleaved; row time = whole measurement)"
+    benchmark.group = f"cpp speed-up targets, {threads} thread(s) (interleaved; row time = whole measurement)"
     benchmark.extra_info.update(
         {f"{name}_median_ms": round(t * 1e3, 3) for name, t in medians.items()},
         shape=case.id,
         rounds=rounds,
-        threads=torch.get_num_threads(),
+        threads=threads,
         forward_speedup=round(fwd, 2),
         forward_target=1.5,
         forward_met=fwd >= 1.5,
@@ -224,7 +252,7 @@ def test_cpp_speedup_targets(benchmark, bench_device: torch.device) -> None:
         forward_backward_met=fwd_bwd >= 1.3,
     )
     print(
-        f"\n[{case.id}, {torch.get_num_threads()} threads, {rounds} interleaved rounds] "
+        f"\n[{case.id}, {threads} thread(s), {rounds} interleaved rounds] "
         + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items())
         + f"\nforward speed-up {fwd:.2f}x (target 1.5x), forward+backward {fwd_bwd:.2f}x (target 1.3x)"
     )

@@ -22,7 +22,9 @@ import pytest
 import torch
 
 from superpos_kernels import cpp_ops
-from superpos_kernels.reference import superpos_backward_reference
+from superpos_kernels.reference import superpos_backward_reference, superpos_embed_reference
+
+from .op_cases import Case, assert_close_to_reference, make_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -59,9 +61,11 @@ def test_parallel_for_really_uses_the_threads_torch_has(num_threads: None) -> No
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_results_identical_on_one_and_two_threads(dtype: torch.dtype, num_threads: None) -> None:
-    # Odd d (several column blocks plus a tail) and enough rows that both loops split into chunks on 2 threads.
-    ids, weight, w, E = _inputs(dtype, B=5, L=61, d=515, n=7, m=33)
-    grad = torch.randn(5, 7 + 61, 515).to(dtype)
+    # Odd d (several column blocks plus a tail) and enough rows that both loops split into chunks on 2 threads
+    # (the shared suite's shapes are below the grain, so this is where the chunked paths meet the reference).
+    case = Case(B=5, L=61, V=41, d=515, n=7, m=33)
+    ids, weight, w, E = make_inputs(case, dtype, seed=3)
+    grad = torch.randn(case.B, case.n + case.L, case.d, generator=torch.Generator().manual_seed(4)).to(dtype)
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -70,6 +74,11 @@ def test_results_identical_on_one_and_two_threads(dtype: torch.dtype, num_thread
         results.append((out, dw, dE))
     for one, two in zip(*results, strict=True):
         assert torch.equal(one, two)
+    out, dw, dE = results[1]
+    assert_close_to_reference(out, superpos_embed_reference(ids, weight.double(), w.double(), E.double(), 1.7), dtype)
+    ref_dw, ref_dE = superpos_backward_reference(grad.double(), w.double(), E.double())
+    assert_close_to_reference(dw, ref_dw, dtype)
+    assert_close_to_reference(dE, ref_dE, dtype)
 
 
 def test_gradcheck_fp64() -> None:
