@@ -270,6 +270,9 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path, p
         target = next((r["prompt_best_target"] for r in rows if r["task"] == task), None)
         if target is not None and not math.isnan(target):
             ax.axhline(target, color="tab:blue", ls="--", lw=0.8)
+        constant = next((r["constant_label_mean"] for r in rows if r["task"] == task), None)
+        if constant is not None:
+            ax.axhline(constant, color="gray", ls=":", lw=1.2, label="constant label")
         metric = next(r["metric"] for r in rows if r["task"] == task)
         ax.set_title(f"{task.upper()} ({metric})")
         ax.set_xlabel("optimizer step")
@@ -277,7 +280,9 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path, p
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        "SmolLM2-135M, frozen; mean over seeds (band: min-max; dashed: simple prompt tuning's best)", fontsize=9
+        "SmolLM2-135M, frozen; mean over seeds (band: min-max; dashed: simple prompt tuning's best; "
+        "dotted: always the same label)",
+        fontsize=9,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
