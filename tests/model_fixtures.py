@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import write_tiny_data_dir
+from .data_fixtures import write_tiny_data_dir
 
 _ROOT = Path(tempfile.mkdtemp(prefix="superpos-test-models-"))
 WORDS = (
@@ -110,7 +110,7 @@ def tiny_llama_path() -> Path:
     return build_tiny_llama(_ROOT / "tiny-llama")
 
 
-# Fixtures: import them into a test module (``from model_fixtures import tiny_t5  # noqa: F401``). The builders are
+# Fixtures: import them into a test module (``from .model_fixtures import tiny_t5  # noqa: F401``). The builders are
 # cached at module level, so several modules importing a fixture still build each model once per session.
 @pytest.fixture(scope="session")
 def tiny_t5() -> Path:
@@ -125,3 +125,15 @@ def tiny_llama() -> Path:
 @pytest.fixture(scope="session")
 def tiny_data() -> Path:
     return tiny_data_dir()
+
+
+def tiny_config(model: Path, output_dir: Path | None, **overrides):
+    """A resolved TrainConfig for a few-step run on the tiny data (no progress bar)."""
+    from superpos_trainer.config import TrainConfig
+
+    options = dict(model=str(model), task="sst2", data_dir=str(tiny_data_dir()), num_prompt_tokens=4,
+                   num_sampled_tokens=16, epochs=2, batch_size=4, max_length=64, eval_batch_size=16,
+                   train_limit=0, eval_limit=0, progress=False,
+                   output_dir=None if output_dir is None else str(output_dir))
+    options.update(overrides)
+    return TrainConfig(**options).resolved()

@@ -1,0 +1,115 @@
+"""Exact resume: a run SIGKILLed mid-epoch and resumed ends with the same metrics and adapters as one never killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
+from safetensors.torch import load_file
+from superpos_trainer.checkpoints import find_folder, write_folder
+from superpos_trainer.cli import main
+from superpos_trainer.collate import epoch_batches
+
+TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
+
+
+def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    # 12 train examples, batch 4 -> 3 steps per epoch, 9 steps; checkpoints at 2, 3 (epoch end), 4, 6, ...
+    return ["train", "--model", str(model), "--task", "sst2", "--data-dir", str(data), "--output-dir", str(out),
+            "--epochs", "3", "--batch-size", "4", "--num-prompt-tokens", "4", "--num-sampled-tokens", "16",
+            "--max-length", "64", "--save-steps", "2", "--dropout", "on", "--train-limit", "0", "--eval-limit", "0",
+            "--no-progress", *extra]
+
+
+def _metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_data, tmp_path):  # noqa: F811
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(_args(tiny_t5, tiny_data, straight)) == 0
+
+    env = {**os.environ, "SUPERPOS_FAULT_KILL_AT_STEP": "5"}  # mid-epoch 2, one step after the step-4 checkpoint
+    proc = subprocess.run([sys.executable, "-m", "superpos_trainer.cli", *_args(tiny_t5, tiny_data, killed)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = json.loads((killed / "checkpoint" / "trainer_state.json").read_text())
+    assert (state["step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
+    assert not (killed / "results.json").exists()
+
+    assert main([*_args(tiny_t5, tiny_data, killed), "--resume"]) == 0
+    assert _metrics(killed) == _metrics(straight)
+    assert [r["step"] for r in _metrics(straight)] == [3, 6, 9]
+    for name in ("best", "last"):
+        a, b = _tensors(straight / name), _tensors(killed / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    ra, rb = (json.loads((r / "results.json").read_text()) for r in (straight, killed))
+    assert (ra["best_metric"], ra["best_step"], ra["steps"]) == (rb["best_metric"], rb["best_step"], rb["steps"])
+    assert (killed / "learning_curve.png").stat().st_size > 1000
+
+
+def test_resume_refuses_a_different_config(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1", "--lr", "0.5", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "lr: 0.01 -> 0.5" in err and "Traceback" not in err
+    # without --resume the folder is protected
+    assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # resuming a finished run changes nothing
+    before = (run / "metrics.jsonl").read_text()
+    assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1", "--resume"]) == 0
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_folder_swap_survives_a_kill_between_renames(tmp_path):
+    target = tmp_path / "best"
+    write_folder(target, lambda d: (d / "x.txt").write_text("1"))
+    write_folder(target, lambda d: (d / "x.txt").write_text("2"))
+    assert (find_folder(target) / "x.txt").read_text() == "2"
+    assert not target.with_name("best.old").exists()
+    # A kill after `best -> best.old` but before `tmp -> best` leaves only best.old: readers fall back to it.
+    os.replace(target, target.with_name("best.old"))
+    assert (find_folder(target) / "x.txt").read_text() == "2"
+    write_folder(target, lambda d: (d / "x.txt").write_text("3"))
+    assert (find_folder(target) / "x.txt").read_text() == "3"
+
+    def crash(d: Path) -> None:
+        (d / "x.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_folder(target, crash)
+    assert (find_folder(target) / "x.txt").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]  # no temp folder left behind
+
+
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
+    lengths = [5, 50, 7, 48, 6, 49, 8, 47] * 30
+    a = epoch_batches(lengths, 8, seed=0, epoch=3)
+    assert a == epoch_batches(lengths, 8, seed=0, epoch=3)
+    assert a != epoch_batches(lengths, 8, seed=0, epoch=4)
+    assert sorted(i for b in a for i in b) == list(range(len(lengths)))
+    grouped = epoch_batches(lengths, 8, seed=0, epoch=3, group_by_length=True)
+    assert sorted(i for b in grouped for i in b) == list(range(len(lengths)))
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(grouped) < padding(a) / 4
