@@ -21,6 +21,7 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "superpos.h"
@@ -46,9 +47,9 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // P[i, k0:k0+256] = sum_j w[i, j] * E[i, j, k0:k0+256] and writing it to all B copies, then token rows
 // out[b, n + t] = weight[ids[b, t]] * scale. A prompt task is counted as `unit` token rows, its cost in row-sized
 // units, so at::parallel_for's even split of the index line is an even split of the work.
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename param_t, typename index_t>
 void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* weight, int64_t V, int64_t row_stride,
-                    const scalar_t* w, const scalar_t* E, int64_t n, int64_t m, int64_t d, double embed_scale,
+                    const param_t* w, const param_t* E, int64_t n, int64_t m, int64_t d, double embed_scale,
                     scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = n + L;
@@ -69,7 +70,7 @@ void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* we
     std::fill(acc, acc + width, acc_t(0));
     for (int64_t j = 0; j < m; ++j) {  // j in order: the same sum on any number of threads
       const acc_t wij = static_cast<acc_t>(w[i * m + j]);
-      const scalar_t* e = E + (i * m + j) * d + k0;
+      const param_t* e = E + (i * m + j) * d + k0;
       for (int64_t k = 0; k < width; ++k) acc[k] += wij * static_cast<acc_t>(e[k]);
     }
     for (int64_t k = 0; k < width; ++k) row[k] = static_cast<scalar_t>(acc[k]);
@@ -181,17 +182,21 @@ at::Tensor embed_forward_cpu(const at::Tensor& input_ids, const at::Tensor& weig
   // Rows of the table are read in place (any row stride); only a table with non-unit column stride is copied.
   const at::Tensor table = weight.stride(1) == 1 ? weight : weight.contiguous();
   const at::Tensor ids = input_ids.contiguous();
-  const at::Tensor wc = w.contiguous();
-  const at::Tensor Ec = E.contiguous();
+  // fp16 <-> fp32 conversions do not vectorise without F16C (not assumed: no -march), ATen's .to() does: the
+  // fp16 prompt parameters are widened once (n * m * d elements) and superposed in fp32.
+  const bool half = w.scalar_type() == at::kHalf;
+  const at::Tensor wc = half ? w.to(at::kFloat).contiguous() : w.contiguous();
+  const at::Tensor Ec = half ? E.to(at::kFloat).contiguous() : E.contiguous();
   const int64_t B = ids.size(0), L = ids.size(1), n = wc.size(0), m = wc.size(1), d = Ec.size(2);
   at::Tensor out = at::empty({B, n + L, d}, weight.options().memory_format(at::MemoryFormat::Contiguous));
   if (d == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "superpos_embed_forward_cpu", [&] {
+    using param_t = std::conditional_t<std::is_same_v<scalar_t, at::Half>, float, scalar_t>;
     AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "superpos_embed_forward_cpu_ids", [&] {
-      forward_kernel<scalar_t, index_t>(ids.const_data_ptr<index_t>(), B, L, table.const_data_ptr<scalar_t>(),
-                                        table.size(0), table.stride(0), wc.const_data_ptr<scalar_t>(),
-                                        Ec.const_data_ptr<scalar_t>(), n, m, d, embed_scale,
-                                        out.mutable_data_ptr<scalar_t>());
+      forward_kernel<scalar_t, param_t, index_t>(ids.const_data_ptr<index_t>(), B, L, table.const_data_ptr<scalar_t>(),
+                                                 table.size(0), table.stride(0), wc.const_data_ptr<param_t>(),
+                                                 Ec.const_data_ptr<param_t>(), n, m, d, embed_scale,
+                                                 out.mutable_data_ptr<scalar_t>());
     });
   });
   return out;
@@ -201,6 +206,13 @@ std::tuple<at::Tensor, at::Tensor> embed_backward_cpu(const at::Tensor& grad_out
                                                       const at::Tensor& E) {
   check_backward_args(grad_out, w, E);
   TORCH_CHECK(w.device().is_cpu(), "superpos::embed_backward (CPU kernel) got tensors on ", w.device());
+  if (w.scalar_type() == at::kHalf) {
+    // As in the forward: widen with ATen (vectorised) and run the fp32 kernel; only the prompt slice of dOut is
+    // converted. Accumulation is fp32 either way, and .to(kHalf) rounds to nearest as the kernel's cast would.
+    const int64_t n = w.size(0);
+    auto [dw, dE] = embed_backward_cpu(grad_out.narrow(1, 0, n).to(at::kFloat), w.to(at::kFloat), E.to(at::kFloat));
+    return {dw.to(at::kHalf), dE.to(at::kHalf)};
+  }
   const at::Tensor wc = w.contiguous();
   const at::Tensor Ec = E.contiguous();
   const int64_t B = grad_out.size(0), n = wc.size(0), m = wc.size(1), d = Ec.size(2);
