@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from .data_fixtures import write_tiny_data_dir
 
 _ROOT = Path(tempfile.mkdtemp(prefix="superpos-test-models-"))
@@ -60,15 +61,35 @@ def build_tiny_t5(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent))
     spm.SentencePieceTrainer.train(
-        input=str(_write_corpus(work)), model_prefix=str(work / "spiece"), vocab_size=300, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, character_coverage=1.0, minloglevel=2,
+        input=str(_write_corpus(work)),
+        model_prefix=str(work / "spiece"),
+        vocab_size=300,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        minloglevel=2,
     )
     tokenizer = T5Tokenizer.from_pretrained(str(work), extra_ids=0)
     torch.manual_seed(0)
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.1, pad_token_id=0,
-        eos_token_id=1, decoder_start_token_id=0, relative_attention_num_buckets=8,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.1,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        relative_attention_num_buckets=8,
     )
     model = T5ForConditionalGeneration(config)
     model.save_pretrained(folder)
@@ -84,15 +105,28 @@ def build_tiny_llama(folder: Path) -> Path:
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(list(corpus_lines()) * 3, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>")
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=True, attention_dropout=0.1,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        attention_dropout=0.1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
@@ -110,7 +144,7 @@ def tiny_llama_path() -> Path:
     return build_tiny_llama(_ROOT / "tiny-llama")
 
 
-# Fixtures: import them into a test module (``from .model_fixtures import tiny_t5  # noqa: F401``). The builders are
+# Fixtures: import them into a test module (``from .model_fixtures import tiny_t5``, noqa F401). The builders are
 # cached at module level, so several modules importing a fixture still build each model once per session.
 @pytest.fixture(scope="session")
 def tiny_t5() -> Path:
@@ -131,9 +165,20 @@ def tiny_config(model: Path, output_dir: Path | None, **overrides):
     """A resolved TrainConfig for a few-step run on the tiny data (no progress bar)."""
     from superpos_trainer.config import TrainConfig
 
-    options = dict(model=str(model), task="sst2", data_dir=str(tiny_data_dir()), num_prompt_tokens=4,
-                   num_sampled_tokens=16, epochs=2, batch_size=4, max_length=64, eval_batch_size=16,
-                   train_limit=0, eval_limit=0, progress=False,
-                   output_dir=None if output_dir is None else str(output_dir))
+    options = dict(
+        model=str(model),
+        task="sst2",
+        data_dir=str(tiny_data_dir()),
+        num_prompt_tokens=4,
+        num_sampled_tokens=16,
+        epochs=2,
+        batch_size=4,
+        max_length=64,
+        eval_batch_size=16,
+        train_limit=0,
+        eval_limit=0,
+        progress=False,
+        output_dir=None if output_dir is None else str(output_dir),
+    )
     options.update(overrides)
     return TrainConfig(**options).resolved()

@@ -9,13 +9,31 @@ import sys
 from pathlib import Path
 
 import pytest
-from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
 from superpos_trainer.cli import main
+
+from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
 
 
 def _train(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--data-dir", str(data), "--output-dir", str(out), "--epochs", "1",
-            "--num-prompt-tokens", "4", "--num-sampled-tokens", "16", "--max-length", "64", "--no-progress", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "1",
+        "--num-prompt-tokens",
+        "4",
+        "--num-sampled-tokens",
+        "16",
+        "--max-length",
+        "64",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -38,8 +56,9 @@ def _copy_tiny(data: Path, dest: Path) -> Path:
 
 def test_unknown_task_method_model(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
     assert "unknown task 'nope'" in _error(capsys, _train(tiny_t5, tiny_data, tmp_path / "a", "--task", "nope"))
-    assert "unknown method" in _error(capsys, ["train", "--config", str(_write(tmp_path / "c.json",
-                                                                              {"method": "lora"}))])
+    assert "unknown method" in _error(
+        capsys, ["train", "--config", str(_write(tmp_path / "c.json", {"method": "lora"}))]
+    )
     err = _error(capsys, _train(tmp_path / "missing-model", tiny_data, tmp_path / "b"))
     assert "missing-model" in err and "does not exist" in err
     err = _error(capsys, _train(tiny_t5, tiny_data, tmp_path / "b2", "--model-type", "causal"))
@@ -84,8 +103,9 @@ def test_bad_options(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("epochs: [1, 2\n")
     assert "not valid yaml" in _error(capsys, ["train", "--config", str(bad_yaml)])
-    assert "unknown option 'epoch'" in _error(capsys, ["train", "--config", str(_write(tmp_path / "u.json",
-                                                                                      {"epoch": 3}))])
+    assert "unknown option 'epoch'" in _error(
+        capsys, ["train", "--config", str(_write(tmp_path / "u.json", {"epoch": 3}))]
+    )
     assert "expects int" in _error(capsys, ["train", "--config", str(_write(tmp_path / "t.json", {"epochs": "x"}))])
 
 
@@ -125,8 +145,12 @@ def test_inference_commands_bad_adapter(tmp_path, capsys):
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "superpos_trainer.cli", "train", "--task", "nope",
-                           "--output-dir", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "superpos_trainer.cli", "train", "--task", "nope", "--output-dir", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "unknown task 'nope'" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,13 +6,14 @@ import math
 
 import pytest
 import torch
-from .model_fixtures import tiny_data, tiny_llama  # noqa: F401
 from superpos_trainer.collate import IGNORE_INDEX, Encoded, Encoder, source_batch, train_batch
 from superpos_trainer.config import TrainConfig
 from superpos_trainer.evaluate import generate_texts, rank_label_words
 from superpos_trainer.forward import label_logits, label_logprob_sums, position_ids_from_mask
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import LoadedModel, load_model
+
+from .model_fixtures import tiny_data, tiny_llama  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,9 @@ def test_generation_continues_from_the_trained_positions(llama):
     batch = source_batch(items, [0, 1], pad, False)
     with torch.no_grad():
         embeds, mask = method.embed(batch.input_ids, batch.attention_mask)
-        logits = llama.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+        logits = llama.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from_mask(mask)
+        ).logits
     expected_first = logits[:, -1].argmax(-1).tolist()
     texts = generate_texts(method, enc, items, batch_size=2, max_new_tokens=1, device=torch.device("cpu"))
     for text, tok in zip(texts, expected_first, strict=True):
@@ -152,9 +155,18 @@ def test_gemma_style_embedding_scale_reaches_every_method(tiny_llama):  # noqa: 
     tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     torch.manual_seed(0)
-    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
-                           sliding_window=16, pad_token_id=tok.eos_token_id)
+    cfg = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=128,
+        sliding_window=16,
+        pad_token_id=tok.eos_token_id,
+    )
     model = Gemma3ForCausalLM(cfg).eval().requires_grad_(False)
     loaded = LoadedModel(model, tok, False, "tiny-gemma", "memory")
     emb = model.get_input_embeddings()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .model_fixtures import tiny_config, tiny_data, tiny_data_dir, tiny_llama, tiny_t5  # noqa: F401
 from superpos_trainer.data import load_examples
 from superpos_trainer.evaluate import generate_texts
 from superpos_trainer.forward import label_logits
@@ -13,14 +12,17 @@ from superpos_trainer.models import load_model
 from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
 
+from .model_fixtures import tiny_config, tiny_data, tiny_data_dir, tiny_llama, tiny_t5  # noqa: F401
+
 CPU = torch.device("cpu")
 
 
 def _trainer(model_path, method_name, **overrides):
     config = tiny_config(model_path, None, method=method_name, **overrides)
     loaded = load_model(config.model)
-    method = build_method(method_name, loaded, config.num_prompt_tokens, config.num_sampled_tokens,
-                          config.residual_hidden, config.seed)
+    method = build_method(
+        method_name, loaded, config.num_prompt_tokens, config.num_sampled_tokens, config.residual_hidden, config.seed
+    )
     task = get_task("sst2")
     data = load_examples(task, "train", tiny_data_dir())
     return Trainer(config, method, task, data, data[:6]), loaded
@@ -66,8 +68,12 @@ def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_
 
 
 def test_param_groups_follow_the_paper(tiny_t5):  # noqa: F811
-    expected = {"superpos": (1e-2, [1e-5, 0.0]), "prompt": (1e-2, [1e-2]), "residual": (0.3, [1e-2]),
-                "full": (1e-5, [0.0])}
+    expected = {
+        "superpos": (1e-2, [1e-5, 0.0]),
+        "prompt": (1e-2, [1e-2]),
+        "residual": (0.3, [1e-2]),
+        "full": (1e-5, [0.0]),
+    }
     for name, (lr, decays) in expected.items():
         trainer, _ = _trainer(tiny_t5, name)
         groups = trainer.optimizer.param_groups

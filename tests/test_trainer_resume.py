@@ -11,21 +11,49 @@ from pathlib import Path
 
 import pytest
 import torch
-from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
 from safetensors.torch import load_file
 from superpos_trainer.checkpoints import find_folder, write_folder
 from superpos_trainer.cli import main
 from superpos_trainer.collate import epoch_batches
+
+from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
 
 TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
 
 
 def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     # 12 train examples, batch 4 -> 3 steps per epoch, 9 steps; checkpoints at 2, 3 (epoch end), 4, 6, ...
-    return ["train", "--model", str(model), "--task", "sst2", "--data-dir", str(data), "--output-dir", str(out),
-            "--epochs", "3", "--batch-size", "4", "--num-prompt-tokens", "4", "--num-sampled-tokens", "16",
-            "--max-length", "64", "--save-steps", "2", "--dropout", "on", "--train-limit", "0", "--eval-limit", "0",
-            "--no-progress", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--num-prompt-tokens",
+        "4",
+        "--num-sampled-tokens",
+        "16",
+        "--max-length",
+        "64",
+        "--save-steps",
+        "2",
+        "--dropout",
+        "on",
+        "--train-limit",
+        "0",
+        "--eval-limit",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -42,8 +70,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_d
     assert main(_args(tiny_t5, tiny_data, straight)) == 0
 
     env = {**os.environ, "SUPERPOS_FAULT_KILL_AT_STEP": "5"}  # mid-epoch 2, one step after the step-4 checkpoint
-    proc = subprocess.run([sys.executable, "-m", "superpos_trainer.cli", *_args(tiny_t5, tiny_data, killed)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "superpos_trainer.cli", *_args(tiny_t5, tiny_data, killed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     state = json.loads((killed / "checkpoint" / "trainer_state.json").read_text())
     assert (state["step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
