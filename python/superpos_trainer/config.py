@@ -6,7 +6,7 @@ Precedence: defaults < config file < CLI flags. The resolved config (method defa
 
 The defaults are the embedded quick job (``superpos train`` with no arguments: SmolLM2-135M on an SST-2 subset, a
 few minutes on 2 CPU cores). The paper's setup is ``--model google/t5-base-lm-adapt --epochs 80 --train-limit 0
---eval-limit 0`` (see ``configs/paper.yaml`` in this package).
+--eval-limit 0`` (README, "Train").
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class TrainConfig:
     max_new_tokens: int = _opt(5, "tokens generated per example at evaluation")
     # --- data subsets ---
     train_limit: int = _opt(256, "use the first N shuffled training examples (0 = all)")
-    eval_limit: int = _opt(200, "evaluate on the first N shuffled validation examples (0 = all)")
+    eval_limit: int = _opt(100, "evaluate on the first N shuffled validation examples (0 = all)")
     holdout_fraction: float = _opt(
         0.0, "hold out this share of the training examples as an untouched test set, scored once with the best adapter"
     )
