@@ -12,11 +12,10 @@ import zlib
 
 import pytest
 import torch
+from op_cases import CASES, DTYPES, assert_close_to_reference, backend_params, make_inputs
 
-from superpos_kernels import last_backend, ops, superpos_embed
+from superpos_kernels import SuperPosPrompt, last_backend, ops, superpos_embed
 from superpos_kernels.reference import superpos_backward_reference, superpos_embed_reference
-
-from .op_cases import CASES, DTYPES, assert_close_to_reference, backend_params, make_inputs
 
 BACKEND = backend_params()
 
@@ -79,6 +78,25 @@ def test_strided_grad_out(backend, layout, poisoned):
         grad = torch.randn(shape[0], shape[1] * 2, shape[2])[:, ::2]
     assert not grad.is_contiguous()
     dw, dE = torch.autograd.grad(out, (w, E), grad)
+    ref_dw, ref_dE = superpos_backward_reference(grad.double(), w.detach().double(), E.detach().double())
+    assert_close_to_reference(dw, ref_dw, torch.float32)
+    assert_close_to_reference(dE, ref_dE, torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+def test_strided_table_and_parameters(backend, poisoned):
+    """A tied or transposed table, and non-contiguous w / E, give the same result as contiguous ones."""
+    case = CASES[2]
+    ids, weight, w, E = make_inputs(case, torch.float32, _seed(backend, "strided"))
+    table = weight.t().contiguous().t()  # [V, d] with strides (1, V)
+    w_nc = w.detach().t().contiguous().t().requires_grad_()
+    E_nc = E.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    assert not (table.is_contiguous() or w_nc.is_contiguous() or E_nc.is_contiguous())
+    out, _ = superpos_embed(ids, table, w_nc, E_nc, embed_scale=0.5, backend=backend)
+    ref = superpos_embed_reference(ids, weight.double(), w.detach().double(), E.detach().double(), 0.5)
+    assert_close_to_reference(out, ref, torch.float32)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    dw, dE = torch.autograd.grad(out, (w_nc, E_nc), grad)
     ref_dw, ref_dE = superpos_backward_reference(grad.double(), w.detach().double(), E.detach().double())
     assert_close_to_reference(dw, ref_dw, torch.float32)
     assert_close_to_reference(dE, ref_dE, torch.float32)
@@ -182,6 +200,31 @@ def test_every_backend_validates_the_same_way(backend, mutate, error, match):
     mutate(args)
     with pytest.raises(error, match=match):
         superpos_embed(args["ids"], args["weight"], args["w"], args["E"], args["mask"], backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKEND)
+@pytest.mark.parametrize(
+    ("ids", "mask"),
+    [
+        (torch.tensor([[1, 50]]), None),
+        (torch.tensor([[1, -1]]), None),
+        (torch.tensor([[1.0, 2.0]]), None),
+        (torch.tensor([1, 2]), None),
+        (torch.zeros(0, 2, dtype=torch.long), None),
+        (torch.tensor([[1, 2]]), torch.ones(2, 2)),
+        (torch.tensor([[1, 2]]), torch.ones(1, 2, dtype=torch.complex64)),
+    ],
+    ids=["id-too-large", "negative-id", "float-ids", "rank1", "empty-batch", "mask-shape", "mask-dtype"],
+)
+def test_fused_path_and_layer_give_the_same_error(backend, ids, mask, monkeypatch):
+    """The op forced onto a backend rejects exactly what the layer rejects, with the very same message."""
+    layer = SuperPosPrompt(torch.nn.Embedding(50, 8), num_prompt_tokens=2, num_sampled_tokens=4, seed=0)
+    monkeypatch.delenv(ops.ENV_VAR, raising=False)
+    with pytest.raises((TypeError, ValueError)) as from_layer:
+        layer(ids, mask)
+    with pytest.raises(from_layer.type) as from_op:
+        superpos_embed(ids, layer.embedding.weight, layer.w, layer.E, mask, backend=backend)
+    assert str(from_op.value) == str(from_layer.value)
 
 
 def test_forcing_an_unknown_or_unavailable_backend_is_a_clear_error(monkeypatch):

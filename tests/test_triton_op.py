@@ -10,11 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import Case, assert_close_to_reference, make_inputs
 
 from superpos_kernels import last_backend, ops, superpos_embed, triton_ops
 from superpos_kernels.reference import superpos_backward_reference, superpos_embed_reference
-
-from .op_cases import Case, assert_close_to_reference, make_inputs
 
 pytestmark = pytest.mark.skipif(
     not triton_ops.is_available(torch.device("cpu"))[0], reason=f"{triton_ops.is_available(torch.device('cpu'))[1]}"
