@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from superpos_kernels.io import atomic_write, atomic_write_json
 
 from .errors import RunFolderError
+from .faults import fault_point
 
 COMPLETE_MARKER = "COMPLETE"
 
@@ -32,18 +33,29 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_folder)`` then swap it in as ``target`` (see the module docstring)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Temp folders of writes killed earlier (SIGKILL skips the cleanup below); one writer per run folder (rank 0).
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         write(tmp)
+        fault_point(f"write:{target.name}")  # test-only (faults.py)
         (tmp / COMPLETE_MARKER).write_text("ok\n")
         old = target.with_name(target.name + ".old")
         if target.exists():  # a lone .old (earlier kill between renames) stays until the new folder is in place
             if old.exists():
                 shutil.rmtree(old)
             os.replace(target, old)
+            fault_point(f"swap:{target.name}")  # test-only (faults.py)
         os.replace(tmp, target)
         if old.exists():
             shutil.rmtree(old)
+    except OSError as exc:  # disk full, folder gone read-only, ...: the previous complete folder is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunFolderError(
+            f"cannot write {target}: {exc.strerror or exc}; the previous complete {target.name} (if any) is kept. "
+            "Free space (or fix the folder) and continue with --resume"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -131,7 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     file_options = read_config_file(args.config) if args.config else {}
     cli_options = {name: getattr(args, name) for name in FIELDS}
     config = build_config(file_options, cli_options)
-    run_training(config, resume=args.resume)
+    from .distributed import process_group
+
+    with process_group(config.device):  # joins torchrun's process group when launched by it; else a no-op
+        run_training(config, resume=args.resume)
     return 0
 
 
@@ -274,6 +277,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         FileNotFoundError,
         ModuleNotFoundError,
         FloatingPointError,
+        OSError,  # the environment (disk full, unwritable folder), not a trainer bug
     ]
     try:
         from .data import DataError

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from . import checkpoints as ckpt
+from . import distributed
 from .config import TrainConfig, config_differences, default_data_dir
 from .errors import ConfigError, RunFolderError
 
@@ -116,19 +117,25 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
             raise ConfigError("--resume needs --output-dir (the run folder to continue)")
         config.output_dir = default_output_dir(config)
     task, train, evaluation, holdout = load_task_data(config)
-    run_dir = prepare_run_dir(config, resume)
-    setup_logging(run_dir, verbose)
-    device = resolve_device(config.device)
+    # Under torchrun only rank 0 owns the run folder and the console; the others get its answer (or its error).
+    main = distributed.is_main()
+    run_dir = distributed.run_on_main(lambda: prepare_run_dir(config, resume))
+    setup_logging(run_dir if main else None, verbose and main)
+    device = distributed.local_device(resolve_device(config.device))
     torch.manual_seed(config.seed)
-    print(
-        f"superpos train: {config.method} on {task.name} with {config.model}\n"
-        f"  data: {len(train)} train / {len(evaluation)} validation"
-        + (f" / {len(holdout)} held-out" if holdout else "")
-        + f" examples from {config.data_dir or 'the Hugging Face hub'}\n"
-        f"  {config.epochs} epoch(s), batch {config.batch_size}x{config.grad_accum}, lr {config.lr:g}, "
-        f"wd {config.weight_decay:g}, device {device}\n  run folder: {run_dir}",
-        flush=True,
-    )
+    world = distributed.world_size()
+    if main:
+        print(
+            f"superpos train: {config.method} on {task.name} with {config.model}\n"
+            f"  data: {len(train)} train / {len(evaluation)} validation"
+            + (f" / {len(holdout)} held-out" if holdout else "")
+            + f" examples from {config.data_dir or 'the Hugging Face hub'}\n"
+            f"  {config.epochs} epoch(s), batch {config.batch_size}x{config.grad_accum}, lr {config.lr:g}, "
+            f"wd {config.weight_decay:g}, device {device}"
+            + (f" x {world} processes (DDP; the batch is global)" if world > 1 else "")
+            + f"\n  run folder: {run_dir}",
+            flush=True,
+        )
     loaded = load_model(config.model, config.model_type, device)
     method = build_method(
         config.method, loaded, config.num_prompt_tokens, config.num_sampled_tokens, config.residual_hidden, config.seed
@@ -143,8 +150,9 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
     trainer = Trainer(config, method, task, train, evaluation, run_dir, device, holdout)
     log.info("%d optimizer steps planned", trainer.total_steps())
     results = trainer.fit(resume=resume)
-    plot_learning_curve(run_dir)
-    _print_summary(results, run_dir)
+    if main:
+        plot_learning_curve(run_dir)
+        _print_summary(results, run_dir)
     return results
 
 

@@ -25,9 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoints as ckpt
+from . import distributed, guard
 from .collate import Batch, Encoded, Encoder, epoch_batches, train_batch
 from .config import TrainConfig
 from .evaluate import autocast, decoder_start_fn, evaluate_examples
+from .faults import fault_point
 from .forward import label_logits, label_loss
 from .methods import Method
 
@@ -113,22 +115,19 @@ class Trainer:
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """The single place a data-parallel wrapper goes (single process: unchanged)."""
-        return module
+        return distributed.wrap(module, self.device)
 
     def shard(self, indices: list[int]) -> list[int]:
-        """This rank's share of one global micro-batch (single process: all of it)."""
-        return indices[self.rank :: self.world_size]
+        """This rank's share of one global micro-batch (single process: all of it; may be empty)."""
+        return distributed.shard(indices, self.rank, self.world_size)
 
     # ---- batches --------------------------------------------------------------------------------------------------
 
     def epoch_plan(self, epoch: int) -> list[list[list[int]]]:
         """The epoch as optimizer steps, each a list of micro-batches (lists of example positions)."""
         lengths = [len(e.source_ids) + len(e.target_ids) for e in self.train_encoded]
-        micro = epoch_batches(
-            lengths, self.config.batch_size * self.world_size, self.config.seed, epoch, self.config.group_by_length
-        )
-        if self.world_size > 1:  # each rank trains on its slice of the global batch
-            micro = [self.shard(b) for b in micro]
+        # --batch-size is the GLOBAL batch: every rank plans the same batches and trains on its shard (fit).
+        micro = epoch_batches(lengths, self.config.batch_size, self.config.seed, epoch, self.config.group_by_length)
         accum = self.config.grad_accum
         return [micro[i : i + accum] for i in range(0, len(micro), accum)]
 
@@ -146,16 +145,18 @@ class Trainer:
         self.loaded.model.train(self.config.dropout == "on")
         self.method.train()
 
-    def accumulate(self, batch: Batch, scale: float = 1.0) -> float:
-        """Forward + backward of one micro-batch (gradients add up); returns its unscaled loss."""
+    def accumulate(self, batch: Batch, scale: float = 1.0, has_rows: bool = True) -> float:
+        """Forward + backward of one micro-batch (gradients add up); returns its unscaled loss.
+
+        Under DDP the loss is the global micro-batch's token mean (``distributed.global_mean_loss``); a rank whose
+        shard is empty passes one stand-in row with ``has_rows=False`` (weight 0) to join the gradient all-reduce.
+        """
         with autocast(self.device, self.bf16):
             loss = self.train_module(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at step {self.state.step}; lower --lr (now {self.config.lr})"
-            )
+        loss, global_loss = distributed.global_mean_loss(loss, batch.labels, has_rows)
+        value = guard.check_loss(global_loss, self.state.step, self.config.lr, self.run_dir)  # same on every rank
         (loss * scale).backward()
-        return float(loss.detach())
+        return value
 
     def optimizer_step(self) -> None:
         self.optimizer.step()
@@ -176,7 +177,8 @@ class Trainer:
     ) -> dict[str, float]:
         examples = self.eval_examples if examples is None else examples
         encoded = self.eval_encoded if encoded is None else encoded
-        metrics, _ = evaluate_examples(
+        run = evaluate_examples if self.world_size == 1 else distributed.evaluate_sharded  # same metrics
+        metrics, _ = run(
             self.method,
             self.encoder,
             self.task,
@@ -217,14 +219,17 @@ class Trainer:
             while self.state.step_in_epoch < len(plan):
                 group = plan[self.state.step_in_epoch]
                 self.set_train_mode()
-                for indices in group:
-                    loss = self.accumulate(self.make_batch(indices), 1.0 / len(group))
+                for indices in group:  # a GLOBAL micro-batch; this rank trains on its shard of it
+                    mine = self.shard(indices)
+                    loss = self.accumulate(self.make_batch(mine or indices[:1]), 1.0 / len(group), bool(mine))
                     self.state.loss_sum += loss
                     self.state.loss_count += 1
                     self.state.examples_since_eval += len(indices)
                     examples_session += len(indices)
                 self.optimizer_step()
                 self.state.step += 1
+                trained = getattr(self.train_module, "module", self.train_module)  # DDP keeps the module inside
+                guard.check_parameters(trained.named_parameters(), self.state.step, cfg.lr, self.run_dir)
                 self.state.step_in_epoch += 1
                 self.state.train_seconds = seconds_before + time.perf_counter() - session_start
                 bar.update(1)
@@ -258,6 +263,7 @@ class Trainer:
     def _evaluate_and_log(self, steps_in_epoch: int) -> None:
         eval_start = time.perf_counter()
         metrics = self.evaluate()
+        fault_point("eval")  # test-only (faults.py): a kill after evaluating, before anything of it is written
         s = self.state
         epoch = s.epoch + s.step_in_epoch / max(steps_in_epoch, 1) if s.step_in_epoch else float(s.epoch)
         row = {
@@ -314,11 +320,12 @@ class Trainer:
     def _restore(self) -> None:
         if self.run_dir is None:
             return
-        found = ckpt.load_checkpoint(self.run_dir / "checkpoint")
+        # Rank 0 reads the checkpoint and hands it to the other ranks (no shared file system needed).
+        found = distributed.run_on_main(lambda: ckpt.load_checkpoint(self.run_dir / "checkpoint"))
         if found is None:
             log.info("no checkpoint in %s yet: starting from step 0", self.run_dir)
             metrics = self.run_dir / "metrics.jsonl"
-            if metrics.exists():
+            if self.is_main and metrics.exists():
                 ckpt.write_metrics(metrics, [])
             return
         trainable, extras, state = found
@@ -328,7 +335,8 @@ class Trainer:
         self.state = TrainState(**state)
         # Evaluations logged after the checkpoint (killed before the next one) will be redone: drop them.
         path = self.run_dir / "metrics.jsonl"
-        ckpt.write_metrics(path, [r for r in ckpt.read_metrics(path) if r.get("step", 0) <= self.state.step])
+        if self.is_main:
+            ckpt.write_metrics(path, [r for r in ckpt.read_metrics(path) if r.get("step", 0) <= self.state.step])
         log.info(
             "resumed from step %d (epoch %d, step %d of it)",
             self.state.step,

@@ -1,0 +1,52 @@
+"""Numerical guard: stop training with a clear message the moment the loss or a trainable tensor is NaN/Inf.
+
+Checked before anything is written: the loss right after the forward (before its backward), the trainable tensors
+right after each optimizer step (before the step's evaluation or checkpoint). A diverged run therefore never
+overwrites its last good checkpoint or adapters; the error says where they are. Resuming the same run would replay
+the same steps into the same divergence, so the advice is a new run with a lower learning rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+
+def _kept(run_dir: Path | None) -> str:
+    if run_dir is None:
+        return ""
+    return f"; the last good checkpoint and adapters in {run_dir} are kept (checkpoint/, best/, last/)"
+
+
+def check_loss(loss: Tensor | float, step: int, lr: float, run_dir: Path | None = None) -> float:
+    """The loss as a float; ``FloatingPointError`` when it is NaN or Inf."""
+    value = float(loss)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise FloatingPointError(
+            f"training loss became {value} at optimizer step {step + 1}: training stopped{_kept(run_dir)}; "
+            f"start a new run with a lower --lr (now {lr:g}) or check the inputs for NaN/Inf"
+        )
+    return value
+
+
+def check_parameters(
+    named: Iterable[tuple[str, nn.Parameter]], step: int, lr: float, run_dir: Path | None = None
+) -> None:
+    """``FloatingPointError`` naming the first trainable tensor holding NaN or Inf (one host sync in all)."""
+    named = [(name, p) for name, p in named if p.requires_grad]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])
+    if bool(finite.all()):
+        return
+    bad = [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
+    raise FloatingPointError(
+        f"trainable tensor(s) {', '.join(bad)} became NaN/Inf at optimizer step {step}: training stopped"
+        f"{_kept(run_dir)}; start a new run with a lower --lr (now {lr:g})"
+    )
+
+
+__all__ = ["check_loss", "check_parameters"]
