@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from data_fixtures import shared_data_dir, write_tiny_data_dir
+from .data_fixtures import shared_data_dir, write_tiny_data_dir
 from superpos_trainer.data import DataError, DataFileMissing, load_examples, train_holdout_split
 from superpos_trainer.tasks import TASKS, Example, get_task
 

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from data_fixtures import shared_data_dir, write_tiny_data_dir
+from .data_fixtures import shared_data_dir, write_tiny_data_dir
 from superpos_trainer.data import DataFileMissing, load_examples
 from superpos_trainer.tasks import TASKS, Example, RowError, get_task
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from op_cases import Case, assert_close_to_reference, make_inputs
+from .op_cases import Case, assert_close_to_reference, make_inputs
 
 from superpos_kernels import last_backend, ops, superpos_embed, triton_ops
 from superpos_kernels.reference import superpos_backward_reference, superpos_embed_reference
