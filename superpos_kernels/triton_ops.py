@@ -93,6 +93,8 @@ if triton is not None:
         n,
         L,
         d,
+        stride_v,
+        stride_c,
         scale,
         ACC: tl.constexpr,
         ROWS: tl.constexpr,
@@ -110,7 +112,8 @@ if triton is not None:
         tok = tl.load(ids_ptr + b * L + (t - n), mask=is_token, other=0).to(tl.int64)
         tile_ok = row_ok[:, None] & col_ok[None, :]
         pv = tl.load(P_ptr + t[:, None] * d + cols[None, :], mask=tile_ok & is_prompt[:, None], other=0.0)
-        xv = tl.load(weight_ptr + tok[:, None] * d + cols[None, :], mask=tile_ok & is_token[:, None], other=0.0)
+        x_ptrs = weight_ptr + tok[:, None] * stride_v + cols[None, :].to(tl.int64) * stride_c
+        xv = tl.load(x_ptrs, mask=tile_ok & is_token[:, None], other=0.0)
         val = tl.where(is_prompt[:, None], pv, xv.to(ACC) * scale)
         tl.store(out_ptr + r[:, None] * d + cols[None, :], val.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
@@ -162,6 +165,18 @@ if triton is not None:
         )(_concat_kernel)
 
 
+# GPU tiles of the prompt-sized kernels (fixed: their work is a few MB, not worth autotuning time). They stream
+# E (n*m*d elements; 3.9 MB at n=10, m=128, d=768, fp32), so what matters is the program count on 132 SMs:
+# * superpose: one program per (i, BLOCK_D columns), looping over m in BLOCK_M rows. BLOCK_D=64 gives
+#   n*d/64 = 120 programs at d=768 (vs 60 at 128) while each row read stays 128-256 B contiguous; the
+#   BLOCK_M x BLOCK_D = 32 x 64 tile is 16 fp32 values per thread with 4 warps.
+# * gradient: one program per (i, BLOCK_M superposed rows), looping over d; it reads E and writes dE
+#   (2*n*m*d elements) and re-reads g[i] (fp32, L2-resident). BLOCK_M=4 gives n*m/4 = 320 programs (vs 40 at
+#   32, a third of the SMs idle); the 4 x 256 tile is 8 values per thread, 1 KB contiguous per row.
+PROMPT_BLOCK_D, PROMPT_BLOCK_M = 64, 32
+BWD_BLOCK_D, BWD_BLOCK_M = 256, 4
+
+
 def _pow2_block(d: int, cap: int) -> int:
     return min(cap, triton.next_power_of_2(d))
 
@@ -178,26 +193,40 @@ def _device_guard(t: Tensor):
 def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
     batch, length = input_ids.shape
     n, m, d = E.shape
-    ids, weight, w, E = input_ids.contiguous(), weight.contiguous(), w.contiguous(), E.contiguous()
+    # The table is read through its strides: a tied or transposed table must not be copied (V x d) every step.
+    ids, w, E = input_ids.contiguous(), w.contiguous(), E.contiguous()
     out = torch.empty(batch, n + length, d, dtype=weight.dtype, device=weight.device)
     acc_torch, acc = _acc(weight.dtype)
     prompt = torch.empty(n, d, dtype=acc_torch, device=weight.device)
     rows = batch * (n + length)
-    block_d = _pow2_block(d, 256 if INTERPRET else 128)
+    block_d = _pow2_block(d, 256 if INTERPRET else PROMPT_BLOCK_D)
+    block_m = min(PROMPT_BLOCK_M, triton.next_power_of_2(m))
+    table_strides = weight.stride()
     with _device_guard(weight):
-        _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=32, BLOCK_D=block_d, ACC=acc)
+        _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc)
         if INTERPRET:
-            block_rows = 64
-            grid = (triton.cdiv(rows, block_rows), triton.cdiv(d, block_d))
+            grid = (triton.cdiv(rows, 64), triton.cdiv(d, block_d))
             _concat_kernel[grid](
-                ids, weight, prompt, out, rows, n, length, d, embed_scale, ACC=acc, ROWS=64, BLOCK_D=block_d
+                ids,
+                weight,
+                prompt,
+                out,
+                rows,
+                n,
+                length,
+                d,
+                *table_strides,
+                embed_scale,
+                ACC=acc,
+                ROWS=64,
+                BLOCK_D=block_d,
             )
         else:
 
             def grid(meta):
                 return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(d, meta["BLOCK_D"]))
 
-            _concat_kernel[grid](ids, weight, prompt, out, rows, n, length, d, embed_scale, ACC=acc)
+            _concat_kernel[grid](ids, weight, prompt, out, rows, n, length, d, *table_strides, embed_scale, ACC=acc)
     return out
 
 
@@ -207,12 +236,13 @@ def _backward(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
     acc_torch, acc = _acc(E.dtype)
     g_sum = torch.empty(n, d, dtype=acc_torch, device=E.device)
     dw, dE = torch.empty_like(w), torch.empty_like(E)
-    block_d = _pow2_block(d, 256 if INTERPRET else 128)
-    block_m = min(32, triton.next_power_of_2(m))
+    sum_block_d = _pow2_block(d, 256 if INTERPRET else 128)
+    block_d = _pow2_block(d, 256 if INTERPRET else BWD_BLOCK_D)
+    block_m = min(32 if INTERPRET else BWD_BLOCK_M, triton.next_power_of_2(m))
     stride_b, stride_t, stride_d = grad_out.stride()
     with _device_guard(E):
-        _prompt_grad_sum_kernel[(n, triton.cdiv(d, block_d))](
-            grad_out, g_sum, grad_out.shape[0], d, stride_b, stride_t, stride_d, BLOCK_D=block_d, ACC=acc
+        _prompt_grad_sum_kernel[(n, triton.cdiv(d, sum_block_d))](
+            grad_out, g_sum, grad_out.shape[0], d, stride_b, stride_t, stride_d, BLOCK_D=sum_block_d, ACC=acc
         )
         _prompt_bwd_kernel[(n, triton.cdiv(m, block_m))](
             g_sum, w, E, dw, dE, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc

@@ -12,10 +12,11 @@ import zlib
 
 import pytest
 import torch
-from .op_cases import CASES, DTYPES, assert_close_to_reference, backend_params, make_inputs
 
 from superpos_kernels import SuperPosPrompt, last_backend, ops, superpos_embed
 from superpos_kernels.reference import superpos_backward_reference, superpos_embed_reference
+
+from .op_cases import CASES, DTYPES, assert_close_to_reference, backend_params, make_inputs
 
 BACKEND = backend_params()
 
