@@ -32,6 +32,7 @@ so interpreted launches use big tiles (64 rows) to keep the program count small.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -96,7 +97,9 @@ if triton is not None:
         stride_v,
         stride_c,
         scale,
+        scale_lo,
         ACC: tl.constexpr,
+        EXACT_SCALE: tl.constexpr,
         ROWS: tl.constexpr,
         BLOCK_D: tl.constexpr,
     ):
@@ -114,7 +117,12 @@ if triton is not None:
         pv = tl.load(P_ptr + t[:, None] * d + cols[None, :], mask=tile_ok & is_prompt[:, None], other=0.0)
         x_ptrs = weight_ptr + tok[:, None] * stride_v + cols[None, :].to(tl.int64) * stride_c
         xv = tl.load(x_ptrs, mask=tile_ok & is_token[:, None], other=0.0)
-        val = tl.where(is_prompt[:, None], pv, xv.to(ACC) * scale)
+        x = xv.to(ACC)
+        if EXACT_SCALE:  # fp64: scale = hi + lo, two fp32 kernel arguments (see _split_scale)
+            x = x * scale + x * scale_lo  # x is fp64: both products promote to fp64
+        else:
+            x = x * scale
+        val = tl.where(is_prompt[:, None], pv, x)
         tl.store(out_ptr + r[:, None] * d + cols[None, :], val.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
     @triton.jit
@@ -187,7 +195,19 @@ def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
 
 
 def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else torch.device(t.device)
+    """Triton launches on the current CUDA device: make it the tensors' one (cuda:1 tensors, cuda:0 current)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _split_scale(scale: float) -> tuple[float, float]:
+    """``scale`` as fp32 ``hi + lo``: compiled Triton passes a Python float as an fp32 argument.
+
+    fp32/fp16/bf16 outputs use ``hi`` alone, which is exactly what PyTorch does (it multiplies in fp32 opmath,
+    the reference included); fp64 outputs use ``hi + lo`` (48 significant bits, error ~4e-15 relative) instead
+    of an fp32-rounded scale (~3e-8, e.g. Gemma's sqrt(d)).
+    """
+    hi = float(torch.tensor(scale, dtype=torch.float32))
+    return hi, float(torch.tensor(scale - hi, dtype=torch.float32))
 
 
 def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
@@ -202,6 +222,8 @@ def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scal
     block_d = _pow2_block(d, 256 if INTERPRET else PROMPT_BLOCK_D)
     block_m = min(PROMPT_BLOCK_M, triton.next_power_of_2(m))
     table_strides = weight.stride()
+    scales = _split_scale(embed_scale)
+    exact = weight.dtype == torch.float64
     with _device_guard(weight):
         _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc)
         if INTERPRET:
@@ -216,8 +238,9 @@ def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scal
                 length,
                 d,
                 *table_strides,
-                embed_scale,
+                *scales,
                 ACC=acc,
+                EXACT_SCALE=exact,
                 ROWS=64,
                 BLOCK_D=block_d,
             )
@@ -226,7 +249,9 @@ def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scal
             def grid(meta):
                 return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(d, meta["BLOCK_D"]))
 
-            _concat_kernel[grid](ids, weight, prompt, out, rows, n, length, d, *table_strides, embed_scale, ACC=acc)
+            _concat_kernel[grid](
+                ids, weight, prompt, out, rows, n, length, d, *table_strides, *scales, ACC=acc, EXACT_SCALE=exact
+            )
     return out
 
 

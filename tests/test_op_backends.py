@@ -49,7 +49,7 @@ def test_ci_runs_every_backend():
 def test_forward_and_gradients_match_reference(backend, dtype, case, poisoned):
     seed = _seed(backend, dtype, case)
     ids, weight, w, E = make_inputs(case, dtype, seed)
-    scale = 1.0 if seed % 2 else 1.75
+    scale = 1.0 if seed % 2 else 2**0.5  # not an fp32 number: an fp32-rounded scale fails fp64
     out, mask = superpos_embed(ids, weight, w, E, embed_scale=scale, backend=backend)
     assert last_backend() == backend
     assert out.shape == (case.B, case.n + case.L, case.d) and mask.shape == (case.B, case.n + case.L)

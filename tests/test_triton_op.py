@@ -115,3 +115,14 @@ def test_layer_compiled_with_inductor_runs_the_triton_op(monkeypatch):
     expected.square().sum().backward()
     torch.testing.assert_close(w_grad, layer.w.grad)
     torch.testing.assert_close(E_grad, layer.E.grad)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2**0.5, 768**0.5, 1 / 3, 1e-3])
+def test_scale_split_into_two_fp32_arguments(scale):
+    """Compiled Triton passes a Python float as fp32 (the interpreter keeps it fp64, so the kernel tests cannot
+    see the difference): fp64 outputs rely on hi + lo, each an fp32 number, carrying ~48 bits of the scale."""
+    hi, lo = triton_ops._split_scale(scale)
+    for part in (hi, lo):
+        assert float(torch.tensor(part, dtype=torch.float32)) == part
+    assert hi == float(torch.tensor(scale, dtype=torch.float32))  # what fp32 outputs use: PyTorch's rounding
+    assert abs(hi + lo - scale) <= 2.0**-47 * abs(scale)
