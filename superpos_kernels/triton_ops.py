@@ -9,7 +9,9 @@ Forward, two launches:
 Why not superpose inside the concat kernel, per batch row? Superposing reads ``n*m*d`` elements of ``E``
 (n=10, m=128, d=768, bf16: 1.97 MB). Doing that for each of B=64 batch rows would read 126 MB, 2.4x the whole
 output (64 * 522 * 768 * 2 B = 51 MB). Doing it once and copying ``P`` (15 KB, L2-resident) costs 2 MB extra
-reads, 4% of the output: the forward stays a single pass over the output at memory speed.
+reads, 4% of the output: the forward stays a single pass over the output at memory speed. The price is a
+second launch (a few microseconds) that the copy waits for; one launch whose prompt programs store their row to
+all B batch rows would save it, a change to make only with a GPU measurement in hand (none was available).
 
 Backward, two launches, deterministic (no atomics: every sum has one fixed order):
 
@@ -180,7 +182,7 @@ if triton is not None:
 #   BLOCK_M x BLOCK_D = 32 x 64 tile is 16 fp32 values per thread with 4 warps.
 # * gradient: one program per (i, BLOCK_M superposed rows), looping over d; it reads E and writes dE
 #   (2*n*m*d elements) and re-reads g[i] (fp32, L2-resident). BLOCK_M=4 gives n*m/4 = 320 programs (vs 40 at
-#   32, a third of the SMs idle); the 4 x 256 tile is 8 values per thread, 1 KB contiguous per row.
+#   32: 70% of the SMs idle); the 4 x 256 tile is 8 values per thread, 256 contiguous elements per row.
 PROMPT_BLOCK_D, PROMPT_BLOCK_M = 64, 32
 BWD_BLOCK_D, BWD_BLOCK_M = 256, 4
 
