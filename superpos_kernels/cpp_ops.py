@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .registration import register_fused_op
+
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 JIT_NAME = "superpos_kernels_jit"
 NO_JIT_ENV = "SUPERPOS_NO_JIT"
@@ -74,28 +76,11 @@ def _load_library() -> tuple[bool, str]:
 
 def _register_python_parts() -> None:
     """Fake kernels (shape/dtype only, for torch.compile and opcheck) and the autograd formula."""
-
-    @torch.library.register_fake("superpos::embed_forward")
-    def _embed_forward_fake(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
-        return weight.new_empty((input_ids.shape[0], w.shape[0] + input_ids.shape[1], weight.shape[1]))
-
-    @torch.library.register_fake("superpos::embed_backward")
-    def _embed_backward_fake(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
-        return w.new_empty(w.shape), E.new_empty(E.shape)
-
-    def setup_context(ctx, inputs, output) -> None:
-        _, _, w, E, _ = inputs
-        ctx.save_for_backward(w, E)
-
-    def backward(ctx, grad_out: Tensor):
-        w, E = ctx.saved_tensors
-        dw = dE = None
-        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-            dw, dE = torch.ops.superpos.embed_backward(grad_out, w, E)
-        # The table gets no gradient: it is frozen by definition of the method (as in the reference).
-        return None, None, dw if ctx.needs_input_grad[2] else None, dE if ctx.needs_input_grad[3] else None, None
-
-    torch.library.register_autograd("superpos::embed_forward", backward, setup_context=setup_context)
+    register_fused_op(
+        "superpos::embed_forward",
+        "superpos::embed_backward",
+        lambda grad_out, w, E: torch.ops.superpos.embed_backward(grad_out, w, E),
+    )
 
 
 LOADED, LOAD_INFO = _load_library()

@@ -40,6 +40,8 @@ import os
 import torch
 from torch import Tensor
 
+from .registration import register_fused_op
+
 try:
     import triton
     import triton.language as tl
@@ -283,37 +285,13 @@ def triton_embed_forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor
     return _forward(input_ids, weight, w, E, embed_scale)
 
 
-@triton_embed_forward.register_fake
-def _(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
-    return weight.new_empty((input_ids.shape[0], w.shape[0] + input_ids.shape[1], weight.shape[1]))
-
-
 @torch.library.custom_op("superpos::triton_embed_backward", mutates_args=())
 def triton_embed_backward(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
     """``(dw, dE)`` from the prompt slice of ``grad_out``."""
     return _backward(grad_out, w, E)
 
 
-@triton_embed_backward.register_fake
-def _(grad_out: Tensor, w: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
-    return w.new_empty(w.shape), E.new_empty(E.shape)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    _, _, w, E, _ = inputs
-    ctx.save_for_backward(w, E)
-
-
-def _backward_formula(ctx, grad_out: Tensor):
-    w, E = ctx.saved_tensors
-    dw = dE = None
-    if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-        dw, dE = triton_embed_backward(grad_out, w, E)
-    # No gradient for the ids or the frozen table, by definition of the method.
-    return None, None, dw if ctx.needs_input_grad[2] else None, dE if ctx.needs_input_grad[3] else None, None
-
-
-triton_embed_forward.register_autograd(_backward_formula, setup_context=_setup_context)
+register_fused_op("superpos::triton_embed_forward", "superpos::triton_embed_backward", triton_embed_backward)
 
 
 def superpos_embed(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float = 1.0) -> Tensor:
