@@ -348,7 +348,7 @@ SECTIONS = (
 def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| task | metric | method | seeds | best val. (mean ± std, %) | min-max | per seed | constant label (%) | "
-        "seeds above it | steps to reach prompt best (reached) | train s / run |",
+        "seeds above it | steps to reach prompt best (reached) | wall s / run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -364,7 +364,7 @@ def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _msweep_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| m | seeds | best val. (mean ± std, %) | per seed | train s / run |", "|---|---|---|---|---|"]
+    lines = ["| m | seeds | best val. (mean ± std, %) | per seed | wall s / run |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['m']} | {r['seeds']} | {_pct(r['best_mean'])} ± {_pct(r['best_std'])} | "
@@ -438,8 +438,9 @@ def render(runs: list[RunResult], sections: list[dict[str, Any]], driver: Any) -
         "(`reached`: out of the seeds that have a finished prompt-tuning run)."
     )
     w(
-        "- Hardware: 2 CPU cores shared with other work (runs two at a time, one thread each): wall times are "
-        "indicative.\n"
+        "- Hardware: 2 CPU cores shared with other work (runs two at a time, one thread each). 'wall s / run' is "
+        "the trainer's `train_seconds` (training and the periodic evaluations); it varies with the load of the "
+        "machine, so it is indicative only.\n"
     )
     w("Reproduce (each run is one `superpos train` call; `--dry-run` prints them all):\n")
     w(
