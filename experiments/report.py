@@ -254,7 +254,7 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path, p
     tasks = [t for t in dict.fromkeys(r["task"] for r in rows)]
     if not tasks:
         return False
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 4.6 * len(tasks)), 4.0), squeeze=False)
     colors = {"superpos": "tab:red", "prompt": "tab:blue", "residual": "tab:green"}
     for ax, task in zip(axes[0], tasks, strict=True):
         target = None
@@ -280,8 +280,8 @@ def plot_curves(runs: list[RunResult], rows: list[dict[str, Any]], path: Path, p
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        "SmolLM2-135M, frozen; mean over seeds (band: min-max; dashed: simple prompt tuning's best; "
-        "dotted: always the same label)",
+        "SmolLM2-135M, frozen; mean over seeds (band: min-max)\n"
+        "dashed: simple prompt tuning's best; dotted: always the same label",
         fontsize=9,
     )
     fig.tight_layout()
