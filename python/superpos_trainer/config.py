@@ -75,8 +75,8 @@ class TrainConfig:
     max_target_length: int = _opt(8, "label tokens kept for training")
     max_new_tokens: int = _opt(5, "tokens generated per example at evaluation")
     # --- data subsets ---
-    train_limit: int = _opt(256, "use the first N shuffled training examples (0 = all)")
-    eval_limit: int = _opt(100, "evaluate on the first N shuffled validation examples (0 = all)")
+    train_limit: int = _opt(160, "use the first N shuffled training examples (0 = all)")
+    eval_limit: int = _opt(64, "evaluate on the first N shuffled validation examples (0 = all)")
     holdout_fraction: float = _opt(
         0.0, "hold out this share of the training examples as an untouched test set, scored once with the best adapter"
     )
