@@ -9,9 +9,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-from .data_fixtures import shared_data_dir, write_tiny_data_dir
 from superpos_trainer.data import DataError, DataFileMissing, load_examples, train_holdout_split
 from superpos_trainer.tasks import TASKS, Example, get_task
+
+from .data_fixtures import shared_data_dir, write_tiny_data_dir
 
 SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data not present (set SUPERPOS_DATA_DIR)")

@@ -51,9 +51,7 @@ def test_int32_ids_are_accepted(layer):
 
 def test_mismatched_dtype_between_table_and_prompt(layer):
     layer.embedding.to(torch.float64)
-    with pytest.raises(
-        TypeError, match=r"must share one dtype, got weight=torch.float64, w=torch.float32"
-    ):
+    with pytest.raises(TypeError, match=r"must share one dtype, got weight=torch.float64, w=torch.float32"):
         layer(torch.tensor([[1, 2]]))
 
 

@@ -7,9 +7,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-from .data_fixtures import shared_data_dir, write_tiny_data_dir
 from superpos_trainer.data import DataFileMissing, load_examples
 from superpos_trainer.tasks import TASKS, Example, RowError, get_task
+
+from .data_fixtures import shared_data_dir, write_tiny_data_dir
 
 ALL = ("sst2", "cola", "stsb", "mrpc", "qqp", "qnli", "mnli", "rte", "cb", "copa", "wic", "boolq", "multirc")
 
