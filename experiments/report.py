@@ -150,6 +150,7 @@ def comparison_rows(
                     "best_min": min(r.best for r in group),
                     "best_max": max(r.best for r in group),
                     "best_per_seed": [round(r.best, 4) for r in group],
+                    "seed_ids": [r.seed for r in group],
                     "best_step_mean": statistics.fmean(r.best_step for r in group),
                     "prompt_best_target": target,
                     "reach_step_mean": statistics.fmean(reached) if reached else None,
@@ -178,13 +179,23 @@ def _sweep_plan(m: int, sweep_plan: str) -> str:
 def msweep_rows(
     runs: list[RunResult], task: str, m_values: tuple[int, ...], sweep_plan: str = "msweep"
 ) -> list[dict[str, Any]]:
-    rows = []
-    for m in m_values:
-        plan = _sweep_plan(m, sweep_plan)
-        group = sorted(
-            (r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan),
+    by_m = {
+        m: sorted(
+            (
+                r
+                for r in runs
+                if r.task == task and r.method == "superpos" and r.m == m and r.plan == _sweep_plan(m, sweep_plan)
+            ),
             key=lambda r: r.seed,
         )
+        for m in m_values
+    }
+    # Compare every m on the same seeds (same data subsets): the seeds finished for every m that has runs.
+    present = [group for group in by_m.values() if group]
+    common = set.intersection(*({r.seed for r in g} for g in present)) if present else set()
+    rows = []
+    for m in m_values:
+        group = [r for r in by_m[m] if r.seed in common]
         if not group:
             continue
         best_mean, best_std = mean_std([r.best for r in group])
@@ -196,6 +207,7 @@ def msweep_rows(
                 "best_mean": best_mean,
                 "best_std": best_std,
                 "best_per_seed": [round(r.best, 4) for r in group],
+                "seed_ids": [r.seed for r in group],
                 "train_seconds_mean": statistics.fmean(r.train_seconds for r in group),
             }
         )
@@ -299,11 +311,16 @@ def plot_msweep(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    seeds = {row["m"]: set(row["seed_ids"]) for row in msweep_rows(runs, task, m_values, sweep_plan)}
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
     drawn = False
     for m, color in zip(m_values, ("tab:orange", "tab:purple", "tab:red"), strict=False):
         plan = _sweep_plan(m, sweep_plan)
-        group = [r for r in runs if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan]
+        group = [
+            r
+            for r in runs
+            if r.task == task and r.method == "superpos" and r.m == m and r.plan == plan and r.seed in seeds.get(m, ())
+        ]
         if not group:
             continue
         steps, means, lows, highs = _mean_curve(group)
@@ -465,7 +482,7 @@ def render(runs: list[RunResult], sections: list[dict[str, Any]], driver: Any) -
             if wins:
                 w(
                     "Highest mean best validation metric per task: "
-                    + "; ".join(f"{t}: {METHOD_NAMES[m]}" for t, m in wins.items())
+                    + "; ".join(f"{t}: {m}" for t, m in wins.items())
                     + ".\n"
                 )
         else:
@@ -473,7 +490,10 @@ def render(runs: list[RunResult], sections: list[dict[str, Any]], driver: Any) -
         if section["curves_png"]:
             w(f"![learning curves]({section['curves_png']})\n")
         if section["mrows"]:
-            w(f"### SuperPos-Prompt: number of superposed tokens m ({driver.M_SWEEP_TASK}, {section['key']} budget)\n")
+            w(
+                f"### SuperPos-Prompt: number of superposed tokens m ({driver.M_SWEEP_TASK}, {section['key']} budget, "
+                "on the seeds finished for every m)\n"
+            )
             out.extend(_msweep_table(section["mrows"]))
         if section["msweep_png"]:
             w(f"![m sweep]({section['msweep_png']})\n")
@@ -505,11 +525,23 @@ def render(runs: list[RunResult], sections: list[dict[str, Any]], driver: Any) -
 
 
 def _winners(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per task, the method with the highest mean best value over the seeds EVERY method has finished."""
     wins = {}
     for task in dict.fromkeys(r["task"] for r in rows):
         group = [r for r in rows if r["task"] == task]
-        if len(group) == len(METHOD_ORDER):
-            wins[task] = max(group, key=lambda r: r["best_mean"])["method"]
+        if len(group) != len(METHOD_ORDER):
+            continue
+        common = set.intersection(*(set(r["seed_ids"]) for r in group))
+        if not common:
+            continue
+
+        def mean_on_common(row: dict[str, Any], common: set[int] = common) -> float:
+            return statistics.fmean(
+                b for s, b in zip(row["seed_ids"], row["best_per_seed"], strict=True) if s in common
+            )
+
+        best = max(group, key=mean_on_common)
+        wins[task] = f"{METHOD_NAMES[best['method']]} (seeds {', '.join(map(str, sorted(common)))})"
     return wins
 
 
