@@ -108,6 +108,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _eval_share(run: RunResult) -> float:
+    """Fraction of the run's wall time spent in the periodic evaluations (the trainer logs eval_seconds)."""
+    spent = sum(float(row.get("eval_seconds") or 0.0) for row in run.extra.get("metrics", []))
+    return spent / run.train_seconds if run.train_seconds > 0 else math.nan
+
+
 def first_step_reaching(curve: list[tuple[int, float]], target: float) -> int | None:
     for step, value in curve:
         if value >= target - 1e-12:
@@ -157,6 +163,7 @@ def comparison_rows(
                     "reached": len(reached),
                     "paired": len(paired),
                     "train_seconds_mean": statistics.fmean(r.train_seconds for r in group),
+                    "eval_share_mean": statistics.fmean(_eval_share(r) for r in group),
                     "constant_label_mean": statistics.fmean(baselines[(task, r.seed)] for r in group)
                     if baselines
                     else None,
@@ -365,8 +372,8 @@ SECTIONS = (
 def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| task | metric | method | seeds | best val. (mean ± std, %) | min-max | per seed | constant label (%) | "
-        "seeds above it | steps to reach prompt best (reached) | wall s / run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "seeds above it | steps to reach prompt best (reached) | wall s / run | eval share (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         reach = "-" if r["reach_step_mean"] is None else f"{r['reach_step_mean']:.0f}"
@@ -375,7 +382,8 @@ def _comparison_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {r['task']} | {r['metric']} | {METHOD_NAMES[r['method']]} | {r['seeds']} | "
             f"{_pct(r['best_mean'])} ± {_pct(r['best_std'])} | {_pct(r['best_min'])}-{_pct(r['best_max'])} | "
             f"{', '.join(_pct(v) for v in r['best_per_seed'])} | {_pct(r['constant_label_mean'])} | "
-            f"{beat}/{r['seeds']} | {reach} ({r['reached']}/{r['paired']}) | {r['train_seconds_mean']:.0f} |"
+            f"{beat}/{r['seeds']} | {reach} ({r['reached']}/{r['paired']}) | {r['train_seconds_mean']:.0f} | "
+            f"{_pct(r['eval_share_mean'])} |"
         )
     return [*lines, ""]
 
