@@ -204,7 +204,7 @@ def evaluate_sharded(
     bf16: bool = False,
 ) -> tuple[dict[str, float], list[str]]:
     """:func:`superpos_trainer.evaluate.evaluate_examples` with the examples split over the ranks (same result)."""
-    from .evaluate import predict_texts
+    from .evaluate import predict_texts, score_texts
 
     start = time.perf_counter()
     mine = shard(range(len(encoded)), rank(), world_size())
@@ -213,15 +213,7 @@ def evaluate_sharded(
         subset = [encoded[i] for i in mine]
         texts = predict_texts(method, encoder, subset, mode, task.label_words, batch_size, max_new_tokens, device, bf16)
     all_texts = gather_in_order(mine, texts, len(encoded))
-    predictions = [task.parse_prediction(t) for t in all_texts]
-    metrics = dict(task.compute_metrics(predictions, list(examples)))
-    seconds = time.perf_counter() - start
-    metrics.update(
-        num_examples=len(examples),
-        eval_seconds=round(seconds, 3),
-        eval_examples_per_s=round(len(examples) / max(seconds, 1e-9), 2),
-    )
-    return metrics, all_texts
+    return score_texts(task, examples, all_texts, start), all_texts
 
 
 __all__ = [

@@ -140,6 +140,11 @@ def evaluate_examples(
     """``(metrics, generated texts)``; metrics holds the task's metrics, ``invalid_rate`` and throughput."""
     start = time.perf_counter()
     texts = predict_texts(method, encoder, encoded, mode, task.label_words, batch_size, max_new_tokens, device, bf16)
+    return score_texts(task, examples, texts, start), texts
+
+
+def score_texts(task: Any, examples: Sequence[Any], texts: Sequence[str], start: float) -> dict[str, float]:
+    """The task's metrics (invalid outputs count as wrong) plus throughput since ``start`` (a perf_counter)."""
     predictions = [task.parse_prediction(t) for t in texts]
     metrics = dict(task.compute_metrics(predictions, list(examples)))
     seconds = time.perf_counter() - start
@@ -148,7 +153,15 @@ def evaluate_examples(
         eval_seconds=round(seconds, 3),
         eval_examples_per_s=round(len(examples) / max(seconds, 1e-9), 2),
     )
-    return metrics, texts
+    return metrics
 
 
-__all__ = ["autocast", "decoder_start_fn", "evaluate_examples", "generate_texts", "predict_texts", "rank_label_words"]
+__all__ = [
+    "autocast",
+    "decoder_start_fn",
+    "evaluate_examples",
+    "generate_texts",
+    "predict_texts",
+    "rank_label_words",
+    "score_texts",
+]
