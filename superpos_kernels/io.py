@@ -48,7 +48,8 @@ def save_adapter_weights(path: str | os.PathLike[str], tensors: dict[str, torch.
     atomic_write(path, lambda tmp: save_file(plain, tmp, metadata={"format": "pt"}))
 
 
-def read_adapter_config(path: Path, peft_type: str) -> dict[str, Any]:
+def read_adapter_config(path: Path, peft_type: str | None) -> dict[str, Any]:
+    """The JSON config of an adapter folder; ``peft_type`` None accepts any type (the caller dispatches on it)."""
     if not path.parent.is_dir():
         raise ValueError(f"adapter folder {path.parent} does not exist; pass the folder written by save_pretrained()")
     if not path.is_file():
@@ -57,7 +58,7 @@ def read_adapter_config(path: Path, peft_type: str) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); the adapter folder is corrupt") from None
-    if not isinstance(config, dict) or config.get("peft_type") != peft_type:
+    if not isinstance(config, dict) or (peft_type is not None and config.get("peft_type") != peft_type):
         found = config.get("peft_type") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path} describes a {found!r} adapter, expected peft_type {peft_type!r}")
     return config

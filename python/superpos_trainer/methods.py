@@ -16,7 +16,6 @@ the adapter only (``full`` returns the model's weights explicitly).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
-from superpos_kernels import SuperPosPrompt, sample_token_ids
+from superpos_kernels import SuperPosPrompt, io, sample_token_ids
 from superpos_kernels.io import atomic_write, atomic_write_json
 
 from .errors import ConfigError, SuperposError
@@ -306,18 +305,10 @@ def _check_dim(folder: Path, dim: int, loaded: LoadedModel) -> None:
 
 
 def read_adapter_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(folder) / CONFIG_NAME
-    if not Path(folder).is_dir():
-        raise SuperposError(f"adapter folder {folder} does not exist")
-    if not path.is_file():
-        raise SuperposError(f"{path} is missing; pass an adapter folder (e.g. <run>/best)")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SuperposError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise SuperposError(f"{path} must hold a JSON object")
-    return config
+        return io.read_adapter_config(Path(folder) / CONFIG_NAME, peft_type=None)
+    except ValueError as exc:  # the library's message names the file; the CLI reports SuperposError cleanly
+        raise SuperposError(str(exc)) from None
 
 
 _BY_PEFT_TYPE = {m.peft_type: m for m in (SuperPosMethod, PromptMethod, ResidualMethod, FullMethod)}
