@@ -112,10 +112,16 @@ def test_rendered_document_shows_the_measured_numbers_and_the_missing_runs(runs_
 def test_driver_plan_is_complete_and_orders_seed_0_first():
     runs = driver.plan_runs("all")
     short = [r for r in runs if r.plan in ("compare", "msweep")]
-    assert len(short) == 3 * (len(driver.TASKS) * len(driver.METHODS) + 2)  # + m in {1, 16}
+    assert len(short) == 2 * len(driver.METHODS)  # the seed-0 pilot on SST-2 and RTE
     long = [r for r in runs if r.plan.endswith("-long")]
-    assert len(long) == 3 * len(driver.METHODS) + 2
+    assert len(long) == 3 * (len(driver.METHODS) + 2)  # 3 methods and m in {1, 16}, 3 seeds each
     assert {r.seed for r in long[:5]} == {0}  # all methods and the m sweep get seed 0 first
+    mid = [r for r in runs if r.plan == "compare-mid"]
+    assert len(mid) == len(driver.MID_TASKS) * len(driver.METHODS) * len(driver.SEEDS)
+    assert [r.seed for r in mid] == sorted(r.seed for r in mid)  # seed-major: a cut grid still compares methods
+    limits = {r.task: r.options("smollm2-135m")["train_limit"] for r in mid}
+    assert limits == {"rte": 768, "cb": 192, "mrpc": 768}
+    assert all(r.options("smollm2-135m")["max_steps"] == 96 for r in mid)
     assert len({r.run_dir for r in runs}) == len(runs)
     first = runs[0].options("smollm2-135m")
     assert first["output_dir"].startswith("experiments/runs/") and first["eval_mode"] == "rank"
