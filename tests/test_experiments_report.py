@@ -126,3 +126,18 @@ def test_driver_plan_is_complete_and_orders_seed_0_first():
     first = runs[0].options("smollm2-135m")
     assert first["output_dir"].startswith("experiments/runs/") and first["eval_mode"] == "rank"
     assert long[0].options("smollm2-135m")["max_steps"] > first["max_steps"]
+
+
+def test_paired_rows_and_sign_test(runs_root: Path):
+    runs = report.collect(runs_root)
+    (row,) = report.paired_rows(runs, ("compare",), "prompt")
+    # superpos best 0.9 on both seeds; prompt best 0.7 (seed 0) and 0.8 (seed 1)
+    assert row["task"] == "sst2" and row["seeds"] == [0, 1]
+    assert row["diffs"] == pytest.approx([0.2, 0.1])
+    (row,) = report.paired_rows(runs, ("compare",), "residual")
+    assert row["seeds"] == [0]  # residual finished seed 0 only
+    assert report.paired_rows(runs, ("compare-mid",), "prompt") == []
+    # exact two-sided sign test, ties dropped: 6 wins of 6 -> 2 / 2**6; 1 win 1 loss -> 1
+    assert report.sign_test([0.1] * 6) == (6, 0, 0, pytest.approx(2 / 64))
+    assert report.sign_test([0.1, 0.0, -0.2]) == (1, 1, 1, pytest.approx(1.0))
+    assert report.sign_test([]) == (0, 0, 0, 1.0)
