@@ -13,8 +13,9 @@ skipped, so the script can be stopped and restarted at any time. After every run
 
 Plans (short budget): one per task (``sst2``, ``rte``, ``cb``, ``mrpc``: 3 methods x 3 seeds), ``msweep``
 (SuperPos with m in {1, 16} on SST-2; m=128 is the comparison run). ``long``: SST-2 with the long budget, 3 methods
-x 3 seeds plus m in {1, 16} (seed 0). ``all``: everything, in the order it was run here. ``--dry-run`` prints the
-commands.
+x 3 seeds plus m in {1, 16} (seed 0); ``msweep-long``: that m sweep on all 3 seeds. ``mid``: RTE, CB and MRPC with
+the mid budget, 3 methods x 3 seeds. ``all``: what was run here, in that order (the short pilot, ``long``, ``mid``,
+the m sweep's seeds 1 and 2). ``--dry-run`` prints the commands.
 """
 
 from __future__ import annotations
