@@ -58,9 +58,12 @@ def read_adapter_config(path: Path, peft_type: str | None) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); the adapter folder is corrupt") from None
-    if not isinstance(config, dict) or (peft_type is not None and config.get("peft_type") != peft_type):
-        found = config.get("peft_type") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{path} describes a {found!r} adapter, expected peft_type {peft_type!r}")
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object, found a JSON {type(config).__name__}; the adapter folder is corrupt"
+        )
+    if peft_type is not None and config.get("peft_type") != peft_type:
+        raise ValueError(f"{path} describes a {config.get('peft_type')!r} adapter, expected peft_type {peft_type!r}")
     return config
 
 

@@ -86,6 +86,16 @@ def test_wrong_adapter_type(trained):
         SuperPosPrompt.from_pretrained(folder, emb)
 
 
+@pytest.mark.parametrize("peft_type", ["SUPERPOS_PROMPT", None])
+def test_config_that_is_not_an_object(trained, peft_type):
+    from superpos_kernels.io import read_adapter_config
+
+    _, _, folder = trained
+    (folder / CONFIG_NAME).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"must hold a JSON object, found a JSON list; the adapter folder is corrupt"):
+        read_adapter_config(folder / CONFIG_NAME, peft_type)
+
+
 @pytest.mark.parametrize("keep", [0, 7, 100, -10])
 def test_truncated_weights(trained, keep):
     emb, _, folder = trained
