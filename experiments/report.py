@@ -121,6 +121,10 @@ def first_step_reaching(curve: list[tuple[int, float]], target: float) -> int | 
     return None
 
 
+def _task_order(task: str) -> int:
+    return (*TASK_ORDER, task).index(task)  # the paper's order, unknown tasks last
+
+
 def comparison_rows(
     runs: list[RunResult], baselines: dict[tuple[str, int], float] | None = None, plan: str = "compare"
 ) -> list[dict[str, Any]]:
@@ -130,7 +134,7 @@ def comparison_rows(
         if run.plan == plan:
             by_key[(run.task, run.method)].append(run)
     rows = []
-    tasks = sorted({t for t, _ in by_key}, key=lambda t: (*TASK_ORDER, t).index(t))
+    tasks = sorted({t for t, _ in by_key}, key=_task_order)
     for task in tasks:
         prompt_runs = by_key.get((task, "prompt"), [])
         # The bar every run is timed against: the best of simple prompt tuning with the SAME seed (same training
@@ -181,20 +185,18 @@ def comparison_rows(
 def paired_rows(runs: list[RunResult], plans: tuple[str, ...], baseline: str) -> list[dict[str, Any]]:
     """SuperPos-Prompt minus ``baseline`` in best validation metric, paired by seed (same data, same budget), one
     row per (plan, task) where both methods finished at least one common seed."""
-    best = {(r.plan, r.task, r.method, r.seed): r.best for r in runs if r.m == 128}
+    best: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)  # (plan, task, method) -> seed -> best
+    for r in runs:
+        if r.m == 128:
+            best[(r.plan, r.task, r.method)][r.seed] = r.best
     rows = []
     for plan in plans:
-        tasks = sorted({k[1] for k in best if k[0] == plan}, key=lambda t: (*TASK_ORDER, t).index(t))
-        for task in tasks:
-            seeds = sorted(
-                s
-                for (p, t, m, s) in best
-                if (p, t, m) == (plan, task, "superpos") and (plan, task, baseline, s) in best
-            )
-            if not seeds:
-                continue
-            diffs = [best[(plan, task, "superpos", s)] - best[(plan, task, baseline, s)] for s in seeds]
-            rows.append({"plan": plan, "task": task, "baseline": baseline, "seeds": seeds, "diffs": diffs})
+        for task in sorted({t for p, t, _ in best if p == plan}, key=_task_order):
+            ours, theirs = best.get((plan, task, "superpos"), {}), best.get((plan, task, baseline), {})
+            seeds = sorted(ours.keys() & theirs.keys())
+            if seeds:
+                diffs = [ours[s] - theirs[s] for s in seeds]
+                rows.append({"plan": plan, "task": task, "baseline": baseline, "seeds": seeds, "diffs": diffs})
     return rows
 
 

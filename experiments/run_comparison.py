@@ -102,6 +102,11 @@ class Run:
     def run_dir(self) -> Path:
         return self.folder / "run"
 
+    @property
+    def train_limit(self) -> int:
+        exceptions = MID_TRAIN_LIMIT if self.plan == "compare-mid" else {}
+        return exceptions.get(self.task, self.budget["train_limit"])
+
     def options(self, model: str) -> dict[str, Any]:
         return {
             **self.budget,
@@ -111,13 +116,14 @@ class Run:
             "seed": self.seed,
             "num_sampled_tokens": self.m,
             "max_length": MAX_LENGTH[self.task],
-            **(
-                {"train_limit": MID_TRAIN_LIMIT[self.task]}
-                if self.plan == "compare-mid" and self.task in MID_TRAIN_LIMIT
-                else {}
-            ),
+            "train_limit": self.train_limit,
             "output_dir": str(self.run_dir.relative_to(ROOT)),  # the driver runs the trainer in ROOT
         }
+
+
+def m_sweep(plan: str, seeds: Sequence[int]) -> list[Run]:
+    """SuperPos on the sweep task with each m but the default 128 (the comparison plan's runs hold m = 128)."""
+    return [Run(plan, M_SWEEP_TASK, "superpos", seed, m) for seed in seeds for m in M_SWEEP if m != 128]
 
 
 def plan_runs(plan: str) -> list[Run]:
@@ -125,25 +131,24 @@ def plan_runs(plan: str) -> list[Run]:
     if plan in MAX_LENGTH:
         return [Run("compare", plan, method, seed) for seed in SEEDS for method in METHODS]
     if plan == "msweep":
-        return [Run("msweep", M_SWEEP_TASK, "superpos", seed, m) for seed in SEEDS for m in M_SWEEP if m != 128]
+        return m_sweep("msweep", SEEDS)
     if plan == "long":
         # Seed 0 of all three methods, then the m sweep (seed 0), then the other seeds.
         runs = [Run("compare-long", M_SWEEP_TASK, method, 0) for method in METHODS]
-        runs += [Run("msweep-long", M_SWEEP_TASK, "superpos", 0, m) for m in M_SWEEP if m != 128]
+        runs += m_sweep("msweep-long", SEEDS[:1])
         runs += [Run("compare-long", M_SWEEP_TASK, method, seed) for seed in SEEDS[1:] for method in METHODS]
         return runs
     if plan == "mid":
         # Seed-major, so a grid cut short still compares all methods on every task.
         return [Run("compare-mid", task, method, seed) for seed in SEEDS for task in MID_TASKS for method in METHODS]
     if plan == "msweep-long":
-        return [Run("msweep-long", M_SWEEP_TASK, "superpos", seed, m) for seed in SEEDS for m in M_SWEEP if m != 128]
+        return m_sweep("msweep-long", SEEDS)
     if plan == "all":
         # What was run here, in this order: SST-2 and RTE seed 0 (short: a pilot that learned only the label
         # prior), the long SST-2 plan, the mid grid on RTE, CB and MRPC, then the m sweep's seeds 1 and 2. The
         # short grid's other tasks and seeds (``--plan cb`` etc.) were replaced by the mid grid and are not in it.
         first = [Run("compare", task, method, 0) for task in ("sst2", "rte") for method in METHODS]
-        sweep = [r for r in plan_runs("msweep-long") if r.seed != 0]
-        return first + plan_runs("long") + plan_runs("mid") + sweep
+        return first + plan_runs("long") + plan_runs("mid") + m_sweep("msweep-long", SEEDS[1:])
     raise ValueError(f"unknown plan {plan!r}; choose from {', '.join(TASKS)}, msweep, long, mid, msweep-long, all")
 
 
