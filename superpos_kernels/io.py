@@ -7,6 +7,7 @@ run killed mid-write) sees either the old file or the new one, never half of one
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -67,17 +68,100 @@ def read_adapter_config(path: Path, peft_type: str | None) -> dict[str, Any]:
     return config
 
 
-def load_adapter_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Load and check names and shapes; a truncated or garbled file is a ``ValueError`` naming the file."""
+def _bounded(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters: a hostile file must not turn one error line into megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_error(path: Path, key: str, expected: str, value: Any) -> ValueError:
+    return ValueError(
+        f"{path}: key {key!r} must be {expected}, got {_bounded(value)} ({type(value).__name__}); "
+        "the adapter folder is corrupt or was edited by hand"
+    )
+
+
+def config_int(path: Path, config: dict[str, Any], key: str, minimum: int = 1, default: int | None = None) -> int:
+    """An integer entry of an adapter config. JSON ``"4"``, ``4.0`` and ``true`` are refused, not coerced."""
+    if key not in config and default is not None:
+        return default
+    if key not in config:
+        raise ValueError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _type_error(path, key, f"an integer >= {minimum}", value)
+    return value
+
+
+def config_float(path: Path, config: dict[str, Any], key: str, default: float) -> float:
+    """A finite number (int or float, not bool) of an adapter config."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _type_error(path, key, "a finite number", value)
+    return float(value)
+
+
+def config_optional_str(path: Path, config: dict[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _type_error(path, key, "a string or null", value)
+    return value
+
+
+def config_int_list(path: Path, config: dict[str, Any], key: str, length: int) -> list[int]:
+    """A list of exactly ``length`` non-negative integers (checked before anything of that size is built)."""
+    if key not in config:
+        raise ValueError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
+    value = config[key]
+    if not isinstance(value, list) or len(value) != length:
+        got = f"{len(value)} entries" if isinstance(value, list) else _bounded(value)
+        raise ValueError(f"{path}: key {key!r} must be a list of {length} token ids, got {got}")
+    bad = [i for i in value if isinstance(i, bool) or not isinstance(i, int) or i < 0]
+    if bad:
+        raise _type_error(path, key, "a list of non-negative integers", bad[0])
+    return value
+
+
+def read_safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the file header only: nothing of the tensors' size is read or allocated.
+
+    safetensors checks on open that the header's offsets cover exactly the file, so these shapes are bounded by the
+    file's size: a config that claims more than the file holds is caught here, before any allocation.
+    """
     if not path.is_file():
         raise ValueError(f"{path} is missing; the adapter folder is incomplete")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt") from None
+
+
+def check_adapter_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Names and shapes in the header of ``path`` against ``expected`` (from the config): one line per mismatch."""
+    found = read_safetensors_shapes(path)
+    for name, shape in expected.items():
+        if name not in found:
+            raise ValueError(f"{path} has no tensor {name!r} (found {sorted(found)[:10]})")
+        if found[name] != tuple(shape):
+            raise ValueError(
+                f"{path}: tensor {name!r} has shape {found[name]}, expected {tuple(shape)} from the adapter config; "
+                "the config and the weights do not belong together"
+            )
+
+
+def load_adapter_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Load after checking names and shapes in the header; refuse NaN/inf. Errors are ``ValueError`` naming the file."""
+    check_adapter_shapes(path, expected)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt") from None
-    for name, shape in expected.items():
-        if name not in tensors:
-            raise ValueError(f"{path} has no tensor {name!r} (found {sorted(tensors)})")
-        if tuple(tensors[name].shape) != shape:
-            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {shape}")
+    for name in expected:
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{path}: tensor {name!r} holds NaN or inf values; the adapter is corrupt (a diverged run?): "
+                "use another checkpoint or retrain"
+            )
     return tensors

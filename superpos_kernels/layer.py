@@ -17,7 +17,17 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .io import atomic_write_json, load_adapter_weights, read_adapter_config, save_adapter_weights
+from .io import (
+    atomic_write_json,
+    check_adapter_shapes,
+    config_float,
+    config_int,
+    config_int_list,
+    config_optional_str,
+    load_adapter_weights,
+    read_adapter_config,
+    save_adapter_weights,
+)
 from .ops import superpos_embed
 from .reference import superpose
 from .validation import check_positive_int
@@ -118,6 +128,9 @@ class SuperPosPrompt(nn.Module):
         # this adapter's parameters(), state_dict() or optimizer groups.
         self._frozen = (embedding,)
         self.embed_scale = _embed_scale_of(embedding) if embed_scale is None else float(embed_scale)
+        if not math.isfinite(self.embed_scale):
+            # A NaN scale would silently turn every input embedding into NaN (and every score with it).
+            raise ValueError(f"embed_scale must be a finite number, got {self.embed_scale}")
         self.num_prompt_tokens, self.num_sampled_tokens, self.embedding_dim = n, m, dim
         self.num_embeddings, self.seed, self.base_model_name = num_rows, seed, base_model_name
         self.register_buffer("sampled_token_ids", torch.tensor(ids, dtype=torch.long), persistent=True)
@@ -192,27 +205,40 @@ class SuperPosPrompt(nn.Module):
     def from_pretrained(
         cls, save_directory: str | os.PathLike[str], embedding: Any, device: torch.device | str | None = None
     ) -> SuperPosPrompt:
-        """Rebuild a saved adapter on top of ``embedding`` (the same frozen model it was trained on)."""
+        """Rebuild a saved adapter on top of ``embedding`` (the same frozen model it was trained on).
+
+        Every config entry is type-checked and the weights' shapes are read from the safetensors header and
+        compared with the config *before* the layer is built, so a hostile or corrupt config cannot make this
+        allocate more than the weights file holds.
+        """
         folder = Path(save_directory)
-        config = read_adapter_config(folder / CONFIG_NAME, PEFT_TYPE)
-        try:
-            layer = cls(
-                embedding,
-                num_prompt_tokens=config["num_prompt_tokens"],
-                num_sampled_tokens=config["num_sampled_tokens"],
-                sampled_token_ids=config["sampled_token_ids"],
-                seed=config.get("seed", 0),
-                base_model_name=config.get("base_model_name_or_path"),
-                embed_scale=config.get("embed_scale", 1.0),
-            )
-        except KeyError as exc:
-            raise ValueError(f"{folder / CONFIG_NAME} lacks the key {exc}; the adapter folder is corrupt") from None
-        if layer.embedding_dim != config.get("embedding_dim", layer.embedding_dim):
+        path = folder / CONFIG_NAME
+        config = read_adapter_config(path, PEFT_TYPE)
+        n = config_int(path, config, "num_prompt_tokens")
+        m = config_int(path, config, "num_sampled_tokens")
+        ids = config_int_list(path, config, "sampled_token_ids", m)
+        seed = config_int(path, config, "seed", minimum=0, default=0)
+        embed_scale = config_float(path, config, "embed_scale", 1.0)
+        base_model_name = config_optional_str(path, config, "base_model_name_or_path")
+        dim = _resolve_embedding(embedding).weight.shape[1]
+        saved_dim = config_int(path, config, "embedding_dim", default=dim)
+        if saved_dim != dim:
             raise ValueError(
-                f"adapter in {folder} was trained for embedding dim {config['embedding_dim']}, "
-                f"but the given embedding has dim {layer.embedding_dim}"
+                f"adapter in {folder} was trained for embedding dim {saved_dim}, "
+                f"but the given embedding has dim {dim}; load it on the model it was trained on"
             )
-        tensors = load_adapter_weights(folder / WEIGHTS_NAME, {"w": tuple(layer.w.shape), "E": tuple(layer.E.shape)})
+        expected = {"w": (n, m), "E": (n, m, dim)}
+        check_adapter_shapes(folder / WEIGHTS_NAME, expected)
+        layer = cls(
+            embedding,
+            num_prompt_tokens=n,
+            num_sampled_tokens=m,
+            sampled_token_ids=ids,
+            seed=seed,
+            base_model_name=base_model_name,
+            embed_scale=embed_scale,
+        )
+        tensors = load_adapter_weights(folder / WEIGHTS_NAME, expected)
         with torch.no_grad():
             layer.w.copy_(tensors["w"])
             layer.E.copy_(tensors["E"])

@@ -144,3 +144,106 @@ def test_failed_write_leaves_previous_adapter_intact(trained, monkeypatch):
     assert (folder / WEIGHTS_NAME).read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
     SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def _edit_config(folder, **changes):
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config.update(changes)
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+
+
+def test_huge_prompt_length_is_refused_before_allocation(trained, monkeypatch):
+    """num_prompt_tokens 3,000,000 would allocate gigabytes for E: the header check must refuse it first."""
+    emb, _, folder = trained
+    _edit_config(folder, num_prompt_tokens=3_000_000)
+    built = []
+    monkeypatch.setattr(SuperPosPrompt, "__init__", lambda *a, **k: built.append(1))
+    with pytest.raises(ValueError, match=r"tensor 'w' has shape \(3, 5\), expected \(3000000, 5\) from the adapter"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+    assert not built  # refused before the layer (and its n x m x d tensor) was built
+
+
+def test_huge_sampled_count_is_refused_before_allocation(trained):
+    emb, _, folder = trained
+    _edit_config(folder, num_sampled_tokens=10**9)
+    with pytest.raises(ValueError, match=r"'sampled_token_ids' must be a list of 1000000000 token ids, got 5 entries"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("num_prompt_tokens", "3", "an integer >= 1"),
+        ("num_prompt_tokens", 3.0, "an integer >= 1"),
+        ("num_prompt_tokens", True, "an integer >= 1"),
+        ("num_prompt_tokens", 0, "an integer >= 1"),
+        ("num_sampled_tokens", [5], "an integer >= 1"),
+        ("seed", "4", "an integer >= 0"),
+        ("seed", None, "an integer >= 0"),
+        ("embedding_dim", 12.0, "an integer >= 1"),
+        ("embed_scale", "1.0", "a finite number"),
+        ("embed_scale", False, "a finite number"),
+        ("base_model_name_or_path", 7, "a string or null"),
+    ],
+)
+def test_wrong_json_types_are_one_clear_line(trained, key, value, expected):
+    emb, _, folder = trained
+    _edit_config(folder, **{key: value})
+    with pytest.raises(ValueError, match=rf"adapter_config.json: key '{key}' must be {expected}, got") as info:
+        SuperPosPrompt.from_pretrained(folder, emb)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_sampled_ids_are_named(trained):
+    emb, _, folder = trained
+    _edit_config(folder, sampled_token_ids=[1, 2, "3", 4, 5])
+    with pytest.raises(ValueError, match=r"key 'sampled_token_ids' must be a list of non-negative integers, got '3'"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_long_values_are_not_echoed_whole(trained):
+    emb, _, folder = trained
+    _edit_config(folder, num_prompt_tokens="9" * 100_000)
+    with pytest.raises(ValueError) as info:
+        SuperPosPrompt.from_pretrained(folder, emb)
+    assert len(str(info.value)) < 500
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_embed_scale_is_refused(trained, value):
+    emb, _, folder = trained
+    text = (folder / CONFIG_NAME).read_text()
+    config = json.loads(text)
+    text = text.replace(f'"embed_scale": {json.dumps(config["embed_scale"])}', f'"embed_scale": {value}')
+    (folder / CONFIG_NAME).write_text(text)
+    with pytest.raises(ValueError, match=r"adapter_config.json: key 'embed_scale' must be a finite number"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+@pytest.mark.parametrize(("name", "bad"), [("w", float("nan")), ("E", float("inf")), ("E", float("-inf"))])
+def test_non_finite_weights_are_refused(trained, name, bad):
+    from safetensors.torch import load_file, save_file
+
+    emb, _, folder = trained
+    tensors = load_file(str(folder / WEIGHTS_NAME))
+    tensors[name].view(-1)[1] = bad
+    save_file(tensors, str(folder / WEIGHTS_NAME))
+    with pytest.raises(ValueError, match=rf"adapter_model.safetensors: tensor '{name}' holds NaN or inf values"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_forged_header_cannot_claim_more_than_the_file(trained):
+    """A header whose shapes match a huge config but whose file is small is refused by the header check."""
+    import struct
+
+    emb, _, folder = trained
+    path = folder / WEIGHTS_NAME
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + size])
+    header["w"]["shape"] = [3_000_000, 5]
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + size :])
+    _edit_config(folder, num_prompt_tokens=3_000_000)
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors is not a readable safetensors file"):
+        SuperPosPrompt.from_pretrained(folder, emb)

@@ -103,3 +103,9 @@ def test_bad_constructor_arguments(kwargs, error, match):
 def test_not_an_embedding():
     with pytest.raises(TypeError, match=r"embedding must be an nn.Embedding or a model with get_input_embeddings\(\)"):
         SuperPosPrompt(nn.Linear(3, 4).bias, num_prompt_tokens=1, num_sampled_tokens=1)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+def test_non_finite_embed_scale_is_refused(scale):
+    with pytest.raises(ValueError, match=r"embed_scale must be a finite number"):
+        SuperPosPrompt(nn.Embedding(50, 8), num_prompt_tokens=2, num_sampled_tokens=4, embed_scale=scale)
