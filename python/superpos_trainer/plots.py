@@ -6,6 +6,7 @@ Matplotlib runs on the Agg backend: no display needed, safe in CI and over ssh.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,28 +39,79 @@ def _main_metric(run_dir: Path, rows: Sequence[dict[str, Any]]) -> str:
     return get_task(config["task"]).main_metric
 
 
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def learning_curve_series(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, list[Any]]:
+    """What the learning curve draws, from ``metrics.jsonl`` rows (one per evaluation).
+
+    ``metric`` and ``invalid``: ``(step, value)`` per evaluation. ``loss``: ``(first_step, last_step, mean)`` per
+    evaluation: the trainer records the mean train loss over the steps since the previous evaluation (no per-step
+    loss), so it is drawn as a flat segment over exactly those steps rather than as a misleading single point.
+    """
+    series: dict[str, list[Any]] = {"metric": [], "invalid": [], "loss": [], "best": []}
+    previous = 0
+    for row in rows:
+        step = int(row.get("step", 0))
+        value = _finite(row.get(metric))
+        if value is not None:
+            series["metric"].append((step, value))
+            if row.get("is_best"):
+                series["best"].append((step, value))
+        invalid = _finite(row.get("invalid_rate"))
+        if invalid is not None:
+            series["invalid"].append((step, invalid))
+        loss = _finite(row.get("train_loss"))
+        if loss is not None:
+            series["loss"].append((previous, step, loss))
+        previous = step
+    return series
+
+
 def plot_learning_curve(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
-    """``<run>/learning_curve.png``: the main validation metric and the training loss against steps."""
+    """``<run>/learning_curve.png``: every evaluation's validation metric (and invalid share) above the mean train
+    loss of each evaluation interval. Points are marked and labelled, so a run with one evaluation is readable."""
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir / "metrics.jsonl")
     if not rows:
         return None
     metric = _main_metric(run_dir, rows)
+    series = learning_curve_series(rows, metric)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [r["step"] for r in rows]
-    ax.plot(steps, [r.get(metric) for r in rows], "o-", color="tab:blue", label=f"validation {metric}")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    losses = [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
-    if losses:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*losses, strict=True), "s--", color="tab:orange", label="train loss")
-        ax2.set_ylabel("train loss")
-        ax2.legend(loc="lower right")
-    ax.legend(loc="lower left")
-    ax.set_title(run_dir.name, fontsize=9)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, height_ratios=(3, 2))
+    label_points = len(rows) <= 12  # values as text while that stays legible
+    if series["metric"]:
+        top.plot(*zip(*series["metric"], strict=True), "o-", color="tab:blue", ms=7, label=f"validation {metric}")
+        if label_points:
+            for step, value in series["metric"]:
+                top.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 7), ha="center")
+    if series["best"]:
+        top.plot(*zip(*series["best"], strict=True), "*", color="gold", mec="black", ms=14, label="best")
+    show_invalid = any(v > 0 for _, v in series["invalid"])
+    if show_invalid:
+        top.plot(*zip(*series["invalid"], strict=True), "x:", color="tab:red", ms=7, label="invalid share")
+    if not series["metric"]:
+        top.text(0.5, 0.5, f"no valid {metric} measured", transform=top.transAxes, ha="center", va="center")
+    shown = [v for _, v in series["metric"]] + [v for _, v in series["invalid"] if show_invalid]
+    if shown and all(0.0 <= v <= 1.0 for v in shown):
+        top.set_ylim(-0.05, 1.12)  # a fixed 0..1 scale: one point (or a flat curve) is not blown up to fill the axis
+    top.set_ylabel(f"{metric} / invalid share" if show_invalid else metric)
+    top.grid(alpha=0.3)
+    top.legend(loc="best", fontsize=8)
+    for first, last, loss in series["loss"]:
+        bottom.hlines(loss, first, last, color="tab:orange", lw=2)
+        bottom.plot([last], [loss], "s", color="tab:orange", ms=6)
+        if label_points:
+            bottom.annotate(f"{loss:.3f}", (last, loss), textcoords="offset points", xytext=(0, 7), ha="center")
+    if not series["loss"]:
+        bottom.text(0.5, 0.5, "no train loss recorded", transform=bottom.transAxes, ha="center", va="center")
+    bottom.set_ylabel("train loss\n(mean per interval)")
+    bottom.set_xlabel("optimizer step")
+    bottom.grid(alpha=0.3)
+    last_step = max(int(r.get("step", 0)) for r in rows)
+    bottom.set_xlim(-0.03 * max(last_step, 1), 1.06 * max(last_step, 1))
+    top.set_title(f"{run_dir.name} ({len(rows)} evaluation{'s' if len(rows) != 1 else ''})", fontsize=9)
     out = Path(out) if out is not None else run_dir / "learning_curve.png"
     _save(fig, out)
     plt.close(fig)
@@ -84,4 +136,4 @@ def plot_comparison(runs: Sequence[dict[str, Any]], out: str | Path) -> Path:
     return out
 
 
-__all__ = ["plot_comparison", "plot_learning_curve"]
+__all__ = ["learning_curve_series", "plot_comparison", "plot_learning_curve"]

@@ -156,6 +156,10 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
     return results
 
 
+# At or above this share of unparseable generations the metric says more about the output format than the task.
+HIGH_INVALID_SHARE = 0.5
+
+
 def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     metric = results["main_metric"]
     best = results["best_metric"]
@@ -166,6 +170,12 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     )
     if results.get("holdout"):
         line += f"; held-out {metric} = {results['holdout'].get(metric, float('nan')):.4f}"
+    last = results.get("last_eval") or {}
+    invalid = last.get("invalid_rate")
+    if isinstance(invalid, (int, float)):
+        line += f"; invalid outputs {100 * invalid:.1f}% at the last evaluation"
+        if invalid >= HIGH_INVALID_SHARE:
+            line += " (most outputs map to no label: --eval-mode rank scores the label words instead)"
     print(line, flush=True)
     print(f"results in {run_dir}{os.sep}: results.json, metrics.jsonl, learning_curve.png, best/, last/", flush=True)
 
