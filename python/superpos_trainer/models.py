@@ -60,6 +60,27 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick request to the hub endpoint (proxy settings honoured), no retries.
+
+    Without it an unknown name on a machine without network spends ~25 s in huggingface_hub's five rounds of
+    retries before its error; with it such a load reads the local cache only (``local_files_only``) and fails at
+    once. ``HF_HUB_OFFLINE=1`` counts as unreachable.
+    """
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # whatever the HTTP stack raises for DNS, refused or timed-out connections
+        return False
+    return True
+
+
 def load_model(
     name: str,
     model_type: str = "auto",
@@ -75,9 +96,17 @@ def load_model(
     path = _resolve_path(name)
     if _looks_local(path) and not Path(path).expanduser().is_dir():
         raise ModelLoadError(f"model path {path} does not exist; pass a model folder, a hub id or smollm2-135m")
+    offline = not _looks_local(path) and not _hub_reachable()
+    hub = {"local_files_only": True} if offline else {}
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **hub)
     except (OSError, ValueError) as exc:
+        if offline:
+            raise ModelLoadError(
+                f"cannot load model {name!r}: it is not a local folder, an offline short name (smollm2-135m, "
+                "gemma3-270m) or in the Hugging Face cache, and the hub is unreachable from here; "
+                "check the name, or pass a local model folder"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
             f"cannot load model {name!r}: {first} (pass a local model folder, a hub id reachable from here, "
@@ -90,8 +119,8 @@ def load_model(
         raise ModelLoadError(f"--model-type causal, but {name!r} is a {config.model_type} encoder-decoder model")
     auto_cls = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
     try:
-        model = auto_cls.from_pretrained(path, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = auto_cls.from_pretrained(path, dtype=dtype, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model {name!r} from {path}: {exc}") from None
 
