@@ -18,6 +18,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+# The largest real config lists m sampled ids: even m = 262,144 (Gemma's whole vocabulary) is ~2 MB of JSON.
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync, then ``os.replace`` onto ``path``; the temp file never survives a failure."""
@@ -55,10 +58,17 @@ def read_adapter_config(path: Path, peft_type: str | None) -> dict[str, Any]:
         raise ValueError(f"adapter folder {path.parent} does not exist; pass the folder written by save_pretrained()")
     if not path.is_file():
         raise ValueError(f"{path} is missing; is {path.parent} an adapter folder written by save_pretrained()?")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(
+            f"{path} is {size:,d} bytes, more than any adapter config ({MAX_CONFIG_BYTES:,d}); the folder is corrupt"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); the adapter folder is corrupt") from None
+    except RecursionError:
+        raise ValueError(f"{path} nests JSON too deeply to be an adapter config; the folder is corrupt") from None
     if not isinstance(config, dict):
         raise ValueError(
             f"{path} must hold a JSON object, found a JSON {type(config).__name__}; the adapter folder is corrupt"

@@ -247,3 +247,17 @@ def test_forged_header_cannot_claim_more_than_the_file(trained):
     _edit_config(folder, num_prompt_tokens=3_000_000)
     with pytest.raises(ValueError, match=r"adapter_model.safetensors is not a readable safetensors file"):
         SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_deeply_nested_config_is_one_line(trained):
+    emb, _, folder = trained
+    (folder / CONFIG_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"adapter_config.json nests JSON too deeply"):
+        SuperPosPrompt.from_pretrained(folder, emb)
+
+
+def test_oversized_config_is_refused_unread(trained, monkeypatch):
+    emb, _, folder = trained
+    monkeypatch.setattr("superpos_kernels.io.MAX_CONFIG_BYTES", 100)
+    with pytest.raises(ValueError, match=r"adapter_config.json is [\d,]+ bytes, more than any adapter config"):
+        SuperPosPrompt.from_pretrained(folder, emb)
