@@ -39,7 +39,10 @@ _PREFIX = "prompt."
 
 def _input_embedding(model: Any) -> nn.Module:
     getter = getattr(model, "get_input_embeddings", None)
-    embedding = getter() if callable(getter) else None
+    try:
+        embedding = getter() if callable(getter) else None
+    except NotImplementedError:  # what PreTrainedModel raises for architectures without token embeddings
+        embedding = None
     weight = getattr(embedding, "weight", None)
     if not isinstance(weight, Tensor) or weight.dim() != 2:
         raise TypeError(

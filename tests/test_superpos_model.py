@@ -241,6 +241,26 @@ def test_trainer_resume_true_picks_the_last_checkpoint(tiny_llama, tmp_path):  #
     assert (tmp_path / "run" / "checkpoint-4" / "model.safetensors").is_file()
 
 
+def test_trainer_default_optimizer_also_trains(tiny_llama, tmp_path):  # noqa: F811
+    """Without optimizers=..., Trainer's own AdamW trains the prompt too (with weight decay on E as well)."""
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    model, tokenizer = wrap(tiny_llama)
+    before = model.prompt.E.detach().clone()
+    rows = [{"input_ids": ids, "labels": ids} for ids in tokenizer(TEXTS)["input_ids"]]
+    args = TrainingArguments(str(tmp_path), max_steps=1, per_device_train_batch_size=3, report_to=[], use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorForSeq2Seq(tokenizer))
+    trainer.train()
+    assert not torch.equal(model.prompt.E, before)
+    trained = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in trained} == {id(model.prompt.w), id(model.prompt.E)}  # never a base weight
+
+
+class _NoEmbeddings(nn.Module):
+    def get_input_embeddings(self):
+        raise NotImplementedError
+
+
 def test_peft_round_trip_gives_the_same_logits(path, tmp_path):
     from peft import PeftModel
 
@@ -263,6 +283,8 @@ def test_bad_inputs_get_one_clear_line(tiny_llama, tiny_t5, tmp_path):  # noqa: 
     base, tokenizer = load(tiny_llama)
     with pytest.raises(TypeError, match=r"needs a model whose get_input_embeddings\(\) returns .* got Linear"):
         get_superpos_model(nn.Linear(2, 2), SuperPosConfig())
+    with pytest.raises(TypeError, match=r"needs a model whose get_input_embeddings\(\) returns .* got _NoEmbeddings"):
+        get_superpos_model(_NoEmbeddings(), SuperPosConfig())
     with pytest.raises(TypeError, match=r"config must be a SuperPosConfig, got dict"):
         get_superpos_model(base, {"num_prompt_tokens": 4})
     with pytest.raises(ValueError, match=r"SuperPosConfig does not fit LlamaForCausalLM: vocab_size=5000 exceeds"):
