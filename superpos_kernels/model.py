@@ -102,9 +102,9 @@ class SuperPosModel(nn.Module):
     """A frozen base model with a SuperPos prompt. Build it with :func:`get_superpos_model` or ``from_pretrained``.
 
     ``state_dict()`` holds the prompt only (``prompt.w``, ``prompt.E``, ``prompt.sampled_token_ids``): this is
-    what ``transformers.Trainer`` saves for a plain ``nn.Module`` (``model.safetensors``, a few kB, no base weights)
-    and reloads on ``resume_from_checkpoint``. ``from_pretrained`` reads that file as well as the adapter folder
-    written by :meth:`save_pretrained`.
+    what ``transformers.Trainer`` saves for a plain ``nn.Module`` (``model.safetensors``: n x m x d floats, no base
+    weights) and reloads on ``resume_from_checkpoint``. ``from_pretrained`` reads that file as well as the adapter
+    folder written by :meth:`save_pretrained`.
     """
 
     main_input_name = "input_ids"
