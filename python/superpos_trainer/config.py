@@ -86,11 +86,21 @@ class TrainConfig:
         "generate the label text (paper; invalid = wrong) or rank the task's label words by likelihood",
         ("generate", "rank"),
     )
+    rank_score: str = _opt(
+        "mean",
+        "rank mode's label score: mean log-probability per label token (no length bias) or their sum",
+        ("mean", "sum"),
+    )
     eval_steps: int = _opt(0, "also evaluate every N optimizer steps (0 = only at the end of each epoch)")
     eval_batch_size: int = _opt(64, "examples per evaluation batch")
     # --- runtime ---
     device: str = _opt("auto", "auto, cpu, cuda, cuda:1, ...")
-    bf16: str = _opt("auto", "bf16 autocast: auto = on for CUDA, off for CPU", ("auto", "on", "off"))
+    bf16: str = _opt(
+        "auto",
+        "bf16 autocast (parameters, optimizer and loss stay fp32): auto = on for CUDA and CPUs with AVX512-BF16 or "
+        "AMX, off elsewhere",
+        ("auto", "on", "off"),
+    )
     save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
     output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
     progress: bool = _opt(True, "show a progress bar", flag=True)
