@@ -27,7 +27,7 @@ from .forward import autocast
 from .methods import Method
 from .prefix_cache import PromptPrefix
 from .progress import Progress
-from .scoring import CachedScorer, UncachedScorer, choose_labels
+from .scoring import CachedScorer, Scorer, UncachedScorer, choose_labels
 
 
 def decoder_start_fn(model: Any) -> Any:
@@ -35,7 +35,8 @@ def decoder_start_fn(model: Any) -> Any:
     return lambda labels: model.prepare_decoder_input_ids_from_labels(labels=labels)
 
 
-def _length_sorted_chunks(encoded: Sequence[Encoded], size: int) -> list[list[int]]:
+def length_sorted_chunks(encoded: Sequence[Encoded], size: int) -> list[list[int]]:
+    """Example positions in batches of ``size``, shortest sources first (little padding per batch)."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].source_ids))
     return [order[i : i + size] for i in range(0, len(order), size)]
 
@@ -68,7 +69,7 @@ def generate_texts(
     bar = Progress(len(encoded), "generate", enabled=progress)
     with torch.inference_mode(), autocast(device, bf16):
         prefix = PromptPrefix.for_model(method, device) if reuse_prefix else None
-        for chunk in _length_sorted_chunks(encoded, batch_size):
+        for chunk in length_sorted_chunks(encoded, batch_size):
             batch = source_batch(encoded, chunk, tok.pad_token_id, loaded.is_encoder_decoder).to(device)
             embeds, mask = method.embed(batch.input_ids, batch.attention_mask)
             # With a prefix cache, generate runs only the positions past the cache: the prompt's rows of
@@ -80,6 +81,25 @@ def generate_texts(
             bar.update(len(chunk))
     bar.close()
     return texts
+
+
+def make_scorer(
+    method: Method, encoder: Encoder, label_words: Sequence[str], rank_score: str, cached: bool, device: torch.device
+) -> Scorer:
+    """The scorer of one evaluation; call it under inference_mode and the evaluation's autocast (the prompt's
+    keys/values are computed here, once). ``cached=False`` or a model without a usable cache: the reference path."""
+    if not label_words:
+        raise ConfigError(
+            "--eval-mode rank needs a task with label words (not a regression task such as stsb); "
+            "use --eval-mode generate"
+        )
+    loaded = method.loaded
+    candidates = [encoder.target(w) for w in label_words]
+    start = decoder_start_fn(loaded.model) if loaded.is_encoder_decoder else None
+    prefix = PromptPrefix.for_model(method, device) if cached else None
+    if cached and (loaded.is_encoder_decoder or prefix is not None):
+        return CachedScorer(method, candidates, rank_score, start, prefix)
+    return UncachedScorer(method, candidates, rank_score, start)
 
 
 def rank_scores(
@@ -95,24 +115,12 @@ def rank_scores(
     progress: bool = False,
 ) -> Tensor:
     """``[N, C]`` fp32 scores of every label word for every example (in ``encoded``'s order)."""
-    if not label_words:
-        raise ConfigError(
-            "--eval-mode rank needs a task with label words (not a regression task such as stsb); "
-            "use --eval-mode generate"
-        )
-    loaded = method.loaded
-    candidates = [encoder.target(w) for w in label_words]
-    start = decoder_start_fn(loaded.model) if loaded.is_encoder_decoder else None
-    scores = torch.empty(len(encoded), len(candidates), dtype=torch.float32)
+    scores = torch.empty(len(encoded), len(label_words), dtype=torch.float32)
     bar = Progress(len(encoded), "rank", enabled=progress)
     with torch.inference_mode(), autocast(device, bf16):
-        prefix = PromptPrefix.for_model(method, device) if cached else None
-        if cached and (loaded.is_encoder_decoder or prefix is not None):
-            scorer: Any = CachedScorer(method, candidates, rank_score, start, prefix)
-        else:  # the reference path, or a model without a usable cache
-            scorer = UncachedScorer(method, candidates, rank_score, start)
+        scorer = make_scorer(method, encoder, label_words, rank_score, cached, device)
         # One batch holds batch_size (example, label) rows in both paths, so memory matches the uncached path.
-        for chunk in _length_sorted_chunks(encoded, max(1, batch_size // len(candidates))):
+        for chunk in length_sorted_chunks(encoded, max(1, batch_size // len(label_words))):
             scores[chunk] = scorer.scores(encoded, chunk, device).float().cpu()
             bar.update(len(chunk))
     bar.close()
@@ -126,13 +134,13 @@ def rank_label_words(
     label_words: Sequence[str],
     batch_size: int,
     device: torch.device,
-    bf16: bool = False,
-    rank_score: str = "mean",
-    cached: bool = True,
-    progress: bool = False,
+    **options: Any,
 ) -> list[str]:
-    """The best-scoring label word per example; ``""`` (invalid) where a score is not finite."""
-    scores = rank_scores(method, encoder, encoded, label_words, batch_size, device, bf16, rank_score, cached, progress)
+    """The best-scoring label word per example; ``""`` (invalid) where a score is not finite.
+
+    ``options``: :func:`rank_scores`'s ``bf16``, ``rank_score``, ``cached`` and ``progress``.
+    """
+    scores = rank_scores(method, encoder, encoded, label_words, batch_size, device, **options)
     return choose_labels(scores, label_words)
 
 
@@ -155,7 +163,15 @@ def predict_texts(
     try:
         if mode == "rank":
             return rank_label_words(
-                method, encoder, encoded, label_words, batch_size, device, bf16, rank_score, progress=progress
+                method,
+                encoder,
+                encoded,
+                label_words,
+                batch_size,
+                device,
+                bf16=bf16,
+                rank_score=rank_score,
+                progress=progress,
             )
         return generate_texts(method, encoder, encoded, batch_size, max_new_tokens, device, bf16, progress)
     finally:
@@ -202,6 +218,8 @@ __all__ = [
     "decoder_start_fn",
     "evaluate_examples",
     "generate_texts",
+    "length_sorted_chunks",
+    "make_scorer",
     "predict_texts",
     "rank_label_words",
     "rank_scores",

@@ -51,23 +51,41 @@ def choose_labels(scores: Tensor, label_words: Sequence[str]) -> list[str]:
     return [label_words[j] if ok else "" for j, ok in zip(best, finite, strict=True)]
 
 
-class UncachedScorer:
+class Scorer:
+    """Scores ``[B, C]`` from the subclass's token log-probabilities ``[B*C, K]`` and the rank score ``how``."""
+
+    how = "mean"
+
+    def token_logprobs(
+        self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """``(log p [B*C, K], valid [B*C, K])``, row ``b*C + c`` = example ``chunk[b]``, label ``c``."""
+        raise NotImplementedError
+
+    def scores(self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device) -> Tensor:
+        """``[B, C]``: each label word's score for each example of ``chunk``."""
+        picked, valid = self.token_logprobs(encoded, chunk, device)
+        return reduce_scores(picked, valid, self.how).view(len(chunk), -1)
+
+
+class UncachedScorer(Scorer):
     """Reference scoring: ``[P | source | label]`` for every (example, label word), exactly as training sees it."""
 
     def __init__(self, method: Method, candidates: Sequence[tuple[int, ...]], how: str, decoder_start: Any) -> None:
         self.method, self.candidates, self.how, self.decoder_start = method, list(candidates), how, decoder_start
 
-    def scores(self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device) -> Tensor:
+    def token_logprobs(
+        self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         loaded = self.method.loaded
         rows = [Encoded(encoded[i].source_ids, c) for i in chunk for c in self.candidates]
         batch = train_batch(
             rows, range(len(rows)), loaded.tokenizer.pad_token_id, loaded.is_encoder_decoder, self.decoder_start
         ).to(device)
-        picked, valid = label_token_logprobs(label_logits(self.method, batch), batch.labels)
-        return reduce_scores(picked, valid, self.how).view(len(chunk), len(self.candidates))
+        return label_token_logprobs(label_logits(self.method, batch), batch.labels)
 
 
-class CachedScorer:
+class CachedScorer(Scorer):
     """Each source encoded once; all label words scored from its cached states (see the module docstring)."""
 
     def __init__(
@@ -81,7 +99,9 @@ class CachedScorer:
         self.method, self.how, self.decoder_start, self.prefix = method, how, decoder_start, prefix
         self.labels = label_rows(candidates)  # [C, K], right-padded with -100
 
-    def scores(self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device) -> Tensor:
+    def token_logprobs(
+        self, encoded: Sequence[Encoded], chunk: Sequence[int], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         loaded = self.method.loaded
         batch = source_batch(encoded, chunk, loaded.tokenizer.pad_token_id, loaded.is_encoder_decoder).to(device)
         labels = self.labels.to(device).repeat(len(chunk), 1)  # row b*C + c: example b, candidate c
@@ -89,8 +109,7 @@ class CachedScorer:
             logits = self._seq2seq_logits(batch.input_ids, batch.attention_mask, labels)
         else:
             logits = self._causal_logits(batch.input_ids, batch.attention_mask, labels)
-        picked, valid = label_token_logprobs(logits, labels)
-        return reduce_scores(picked, valid, self.how).view(len(chunk), self.labels.shape[0])
+        return label_token_logprobs(logits, labels)
 
     def _seq2seq_logits(self, ids: Tensor, mask: Tensor, labels: Tensor) -> Tensor:
         from transformers.modeling_outputs import BaseModelOutput
@@ -144,4 +163,4 @@ class CachedScorer:
         return torch.cat([first, out.logits], dim=1)
 
 
-__all__ = ["RANK_SCORES", "CachedScorer", "UncachedScorer", "choose_labels", "reduce_scores"]
+__all__ = ["RANK_SCORES", "CachedScorer", "Scorer", "UncachedScorer", "choose_labels", "reduce_scores"]
