@@ -117,3 +117,26 @@ def test_generation_with_prefix_cache_equals_without(request, tiny_data, loaded_
     without = generate_texts(method, encoder, encoded, 5, 4, CPU, reuse_prefix=False)
     assert with_cache == without
     assert any(with_cache)  # the tiny model writes something, so the comparison is not between empty strings
+
+
+@pytest.mark.parametrize("model_name", ["tiny_llama", "tiny_t5"])
+def test_the_check_script_runs_and_agrees(request, tmp_path, tiny_data, model_name):  # noqa: F811
+    """experiments/check_cached_scoring.py (the lead's full-validation check) on tiny models: check + timing."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "check_cached_scoring.py"
+    spec = importlib.util.spec_from_file_location("check_cached_scoring", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = str(request.getfixturevalue(model_name))
+    out = tmp_path / "check.json"
+    args = ["--model", model, "--data-dir", str(tiny_data), "--tasks", "sst2", "rte", "--max-length", "96"]
+    assert script.main([*args, "--timing-rounds", "1", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for task in ("sst2", "rte"):
+        for how in ("mean", "sum"):
+            row = report[task][how]
+            assert row["different_predictions"] == 0 and row["same_predictions"] == report[task]["examples"] > 0
+        assert set(report["timing"][task]) >= {"uncached fp32 (before)", "cached fp32"}
