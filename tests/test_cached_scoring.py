@@ -31,6 +31,38 @@ def t5(tiny_t5):  # noqa: F811
     return load_model(str(tiny_t5))
 
 
+@pytest.fixture(scope="module")
+def gemma3(tiny_llama, tmp_path_factory):  # noqa: F811
+    """A tiny Gemma 3: sliding-window and full layers (two cache layer kinds), embeddings scaled inside the model.
+
+    The window (64) exceeds every sequence here, as Gemma-3-270M's 512 exceeds the trainer's inputs: with left
+    padding, a window shorter than the row would count pad slots, in the uncached forward too.
+    """
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama))
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+    )
+    folder = tmp_path_factory.mktemp("tiny-gemma3")
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder))
+
+
 def _setup(loaded, task_name: str, data_dir, method_name: str = "superpos"):
     task = get_task(task_name)
     n = 0 if method_name == "full" else 4
@@ -62,6 +94,28 @@ def test_causal_cached_scores_equal_uncached(llama, tiny_data, task_name, how): 
     task, method, encoder, encoded = _setup(llama, task_name, tiny_data)
     assert len({len(encoder.target(w)) for w in task.label_words}) > 1 or task_name in ("sst2", "copa")
     _assert_same(*_both(method, encoder, encoded, task.label_words, how))
+
+
+@pytest.mark.parametrize("how", ["mean", "sum"])
+def test_sliding_window_model_cached_scores_equal_uncached(gemma3, tiny_data, how):  # noqa: F811
+    task, method, encoder, encoded = _setup(gemma3, "rte", tiny_data)
+    _assert_same(*_both(method, encoder, encoded, task.label_words, how))
+    texts = [generate_texts(method, encoder, encoded, 5, 3, CPU, reuse_prefix=r) for r in (True, False)]
+    assert texts[0] == texts[1]
+
+
+@pytest.mark.parametrize("loaded_name", ["llama", "t5"])
+def test_cached_scores_under_bf16_autocast_stay_close(request, tiny_data, loaded_name):  # noqa: F811
+    """bf16 runs both paths (any CPU: autocast emulates where bf16 is not native); they agree to bf16 rounding."""
+    task, method, encoder, encoded = _setup(request.getfixturevalue(loaded_name), "rte", tiny_data)
+    words = task.label_words
+    cached = rank_scores(method, encoder, encoded, words, 6, CPU, bf16=True, cached=True)
+    plain = rank_scores(method, encoder, encoded, words, 6, CPU, bf16=True, cached=False)
+    fp32 = rank_scores(method, encoder, encoded, words, 6, CPU, cached=True)
+    assert cached.dtype == torch.float32 and torch.isfinite(cached).all()
+    # bf16 keeps 8 mantissa bits: scores (log-probs of magnitude ~10 here) agree to about 1 %.
+    torch.testing.assert_close(cached, plain, atol=0.05, rtol=0.01)
+    torch.testing.assert_close(cached, fp32, atol=0.05, rtol=0.01)
 
 
 @pytest.mark.parametrize("method_name", ["prompt", "residual", "full"])

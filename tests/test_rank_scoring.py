@@ -82,3 +82,14 @@ def test_a_nan_forward_counts_as_invalid_not_as_the_first_label(request, tiny_da
     if cached:
         metrics, _ = evaluate_examples(method, encoder, task, examples, encoded, "rank", 8, 3, CPU)
         assert metrics["invalid_rate"] == 1.0 and metrics["accuracy"] == 0.0
+
+
+def test_runs_saved_before_the_option_keep_their_summed_score():
+    from superpos_trainer.config import config_differences, config_from_dict
+
+    old = TrainConfig().resolved().to_dict()
+    del old["rank_score"]  # a config.json written before --rank-score existed: rank scoring summed
+    assert config_from_dict(old).rank_score == "sum"
+    assert config_from_dict({}).rank_score == "mean"  # no saved run: today's default
+    assert config_differences(old, TrainConfig(rank_score="sum").resolved().to_dict()) == []
+    assert config_differences(old, TrainConfig().resolved().to_dict()) == ["rank_score: 'sum' -> 'mean'"]

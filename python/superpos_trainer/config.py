@@ -239,15 +239,23 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
     return TrainConfig(**merged).resolved()
 
 
+# What a config saved before an option existed ran with, where that differs from today's default: an old run
+# resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score.
+LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum"}
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a saved (resolved) config; tolerant of keys added by newer versions being absent."""
     known = {k: v for k, v in data.items() if k in FIELDS}
+    if known:  # a saved config (not a bare adapter): options it predates take the value it ran with
+        known = {**LEGACY_VALUES, **known}
     return TrainConfig(**known)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys (outside RESUME_FREE_KEYS) whose values differ, formatted ``key: saved -> current``."""
     diffs = []
+    saved = {**LEGACY_VALUES, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_FREE_KEYS:
             continue
