@@ -55,6 +55,7 @@ def test_the_setting_decides_with_the_device():
     assert use_bf16("auto", CUDA, no) and use_bf16("auto", CPU, yes)
     assert not use_bf16("auto", CPU, no) and not use_bf16("auto", torch.device("mps"), yes)
     assert use_bf16("on", CPU, no) and not use_bf16("off", CUDA, yes)
+    assert not use_bf16("on", torch.device("mps"), yes)  # no autocast there: results.json must not claim bf16
 
 
 def test_this_machine_agrees_with_its_cpuinfo():

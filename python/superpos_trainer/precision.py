@@ -66,13 +66,9 @@ def cpu_has_native_bf16(
 
 def use_bf16(setting: str, device: torch.device, native_cpu: Callable[[], bool] = cpu_has_native_bf16) -> bool:
     """``--bf16`` (auto | on | off) on ``device`` -> whether the forward runs under bf16 autocast."""
-    if setting == "on":
-        return True
-    if setting == "off":
+    if setting == "off" or device.type not in ("cuda", "cpu"):  # forward.autocast covers CUDA and CPU only
         return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and native_cpu()
+    return setting == "on" or device.type == "cuda" or native_cpu()
 
 
 def precision_name(bf16: bool) -> str:
