@@ -9,7 +9,7 @@ import torch
 from superpos_trainer.collate import IGNORE_INDEX, Encoded, Encoder, source_batch, train_batch
 from superpos_trainer.config import TrainConfig
 from superpos_trainer.evaluate import generate_texts, rank_label_words
-from superpos_trainer.forward import label_logits, label_logprob_sums, position_ids_from_mask
+from superpos_trainer.forward import label_logits, label_token_logprobs, position_ids_from_mask
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import LoadedModel, load_model
 
@@ -104,19 +104,22 @@ def test_generation_continues_from_the_trained_positions(llama):
         assert text == llama.tokenizer.decode([tok], skip_special_tokens=True).strip()
 
 
-def test_ranking_picks_the_most_likely_label_word(llama):
+@pytest.mark.parametrize("how", ["mean", "sum"])
+def test_ranking_picks_the_most_likely_label_word(llama, how):
     method = build_method("prompt", llama, num_prompt_tokens=2, seed=3)
     enc = _encoder(llama, 2)
-    words = ("negative", "positive")
+    words = ("negative", "positive", "not quite good")  # label words of 2, 2 and 4 tokens (EOS included)
     items = [enc.encode(f"sst2 sentence: {w}", "negative") for w in ("good fun", "awful", "the tree")]
-    picks = rank_label_words(method, enc, items, words, batch_size=4, device=torch.device("cpu"))
+    picks = rank_label_words(method, enc, items, words, batch_size=4, device=torch.device("cpu"), rank_score=how)
     pad = llama.tokenizer.pad_token_id
     for item, pick in zip(items, picks, strict=True):
         scores = []
-        for w in words:
+        for w in words:  # one row at a time, no cache: the score as the docs define it
             b = train_batch([Encoded(item.source_ids, enc.target(w))], [0], pad, False)
             with torch.no_grad():
-                scores.append(label_logprob_sums(label_logits(method, b), b.labels).item())
+                picked, valid = label_token_logprobs(label_logits(method, b), b.labels)
+            total = picked.sum().item()
+            scores.append(total if how == "sum" else total / valid.sum().item())
         assert pick == words[max(range(len(words)), key=scores.__getitem__)]
 
 

@@ -62,6 +62,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base model (default: the one the adapter was trained on)")
     parser.add_argument("--task", help="task (default: the adapter's)")
     parser.add_argument("--eval-mode", choices=("generate", "rank"), help="default: the adapter's run setting")
+    parser.add_argument("--rank-score", choices=("mean", "sum"), help="rank mode's label score (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
 
@@ -163,7 +164,7 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     saved_path = folder / "trainer_config.json"
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
     config = config_from_dict(saved)
-    for key in ("model", "task", "eval_mode"):
+    for key in ("model", "task", "eval_mode", "rank_score"):
         if getattr(args, key, None):
             setattr(config, key, getattr(args, key))
     if not saved and not (args.model and args.task):
@@ -186,6 +187,13 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     return config, task, method, encoder, device
 
 
+def _inference_options(config: TrainConfig, device: Any) -> dict[str, Any]:
+    """The saved run's precision rule and rank score, with progress on stderr (issue 14)."""
+    from .precision import use_bf16
+
+    return {"bf16": use_bf16(config.bf16, device), "rank_score": config.rank_score, "progress": True}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import default_data_dir
     from .data import load_examples
@@ -198,7 +206,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     examples = load_examples(task, args.split, data_dir, limit=args.limit or None, seed=config.seed)
     encoded = [encoder.encode(e.source, e.target) for e in examples]
     metrics, _ = evaluate_examples(
-        method, encoder, task, examples, encoded, config.eval_mode, args.batch_size, config.max_new_tokens, device
+        method,
+        encoder,
+        task,
+        examples,
+        encoded,
+        config.eval_mode,
+        args.batch_size,
+        config.max_new_tokens,
+        device,
+        **_inference_options(config, device),
     )
     result = {"adapter": str(Path(args.adapter)), "task": task.name, "split": args.split, **metrics}
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -251,7 +268,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sources = _predict_rows(args, task)
     encoded = [encoder.encode(s, task.label_words[0]) for s in sources]
     texts = predict_texts(
-        method, encoder, encoded, config.eval_mode, task.label_words, args.batch_size, config.max_new_tokens, device
+        method,
+        encoder,
+        encoded,
+        config.eval_mode,
+        task.label_words,
+        args.batch_size,
+        config.max_new_tokens,
+        device,
+        **_inference_options(config, device),
     )
     for source, text in zip(sources, texts, strict=True):
         label = task.parse_prediction(text)

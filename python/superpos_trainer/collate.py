@@ -163,4 +163,18 @@ def epoch_batches(
     return [batches[i] for i in shuffle]
 
 
-__all__ = ["IGNORE_INDEX", "Batch", "Encoded", "Encoder", "epoch_batches", "source_batch", "train_batch"]
+def label_rows(targets: Sequence[Sequence[int]]) -> Tensor:
+    """Label rows ``[C, K]`` right-padded with -100: the candidate labels rank scoring runs after a cached source."""
+    return _pad(targets, IGNORE_INDEX, left=False)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "Batch",
+    "Encoded",
+    "Encoder",
+    "epoch_batches",
+    "label_rows",
+    "source_batch",
+    "train_batch",
+]

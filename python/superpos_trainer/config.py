@@ -86,11 +86,21 @@ class TrainConfig:
         "generate the label text (paper; invalid = wrong) or rank the task's label words by likelihood",
         ("generate", "rank"),
     )
+    rank_score: str = _opt(
+        "mean",
+        "rank mode's label score: mean log-probability per label token (no length bias) or their sum",
+        ("mean", "sum"),
+    )
     eval_steps: int = _opt(0, "also evaluate every N optimizer steps (0 = only at the end of each epoch)")
     eval_batch_size: int = _opt(64, "examples per evaluation batch")
     # --- runtime ---
     device: str = _opt("auto", "auto, cpu, cuda, cuda:1, ...")
-    bf16: str = _opt("auto", "bf16 autocast: auto = on for CUDA, off for CPU", ("auto", "on", "off"))
+    bf16: str = _opt(
+        "auto",
+        "bf16 autocast (parameters, optimizer and loss stay fp32): auto = on for CUDA and CPUs with AVX512-BF16 or "
+        "AMX, off elsewhere",
+        ("auto", "on", "off"),
+    )
     save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
     output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
     progress: bool = _opt(True, "show a progress bar", flag=True)
@@ -229,15 +239,23 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
     return TrainConfig(**merged).resolved()
 
 
+# What a config saved before an option existed ran with, where that differs from today's default: an old run
+# resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score.
+LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum"}
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a saved (resolved) config; tolerant of keys added by newer versions being absent."""
     known = {k: v for k, v in data.items() if k in FIELDS}
+    if known:  # a saved config (not a bare adapter): options it predates take the value it ran with
+        known = {**LEGACY_VALUES, **known}
     return TrainConfig(**known)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys (outside RESUME_FREE_KEYS) whose values differ, formatted ``key: saved -> current``."""
     diffs = []
+    saved = {**LEGACY_VALUES, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_FREE_KEYS:
             continue

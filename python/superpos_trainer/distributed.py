@@ -202,6 +202,7 @@ def evaluate_sharded(
     max_new_tokens: int,
     device: torch.device,
     bf16: bool = False,
+    **options: Any,
 ) -> tuple[dict[str, float], list[str]]:
     """:func:`superpos_trainer.evaluate.evaluate_examples` with the examples split over the ranks (same result)."""
     from .evaluate import predict_texts, score_texts
@@ -211,7 +212,9 @@ def evaluate_sharded(
     texts: list[str] = []
     if mine:
         subset = [encoded[i] for i in mine]
-        texts = predict_texts(method, encoder, subset, mode, task.label_words, batch_size, max_new_tokens, device, bf16)
+        texts = predict_texts(
+            method, encoder, subset, mode, task.label_words, batch_size, max_new_tokens, device, bf16, **options
+        )
     all_texts = gather_in_order(mine, texts, len(encoded))
     return score_texts(task, examples, all_texts, start), all_texts
 

@@ -1,5 +1,8 @@
 """One forward pass of the frozen model with the method's prompt, returning logits at the label positions only.
 
+Runs under :func:`autocast` (bf16 where ``--bf16`` resolves on, see ``precision.py``); whatever the autocast dtype,
+the label logits are upcast to fp32 before the loss or a rank score is computed from them.
+
 Causal models get explicit position ids from the extended mask (``cumsum - 1``, the formula Hugging Face's
 ``generate`` uses), so the prompt sits at positions ``0..n-1`` and the text right after it whatever the padding:
 a row's result does not depend on the batch it is in. Seq2seq models read the prompt in the encoder only.
@@ -7,6 +10,7 @@ a row's result does not depend on the batch it is in. Seq2seq models read the pr
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from functools import lru_cache
 
@@ -18,6 +22,13 @@ from .collate import IGNORE_INDEX, Batch
 from .methods import Method
 
 
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA and CPU when ``enabled`` (parameters stay fp32: autocast casts per op), else nothing."""
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def position_ids_from_mask(mask: Tensor) -> Tensor:
     pos = mask.long().cumsum(-1) - 1
     return pos.masked_fill(mask == 0, 0)
@@ -26,6 +37,11 @@ def position_ids_from_mask(mask: Tensor) -> Tensor:
 @lru_cache(maxsize=32)
 def _accepts_logits_to_keep(model_cls: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
+
+
+def keep_last_logits(model: torch.nn.Module, keep: int) -> dict[str, int]:
+    """``{"logits_to_keep": keep}`` where the model accepts it: only the last ``keep`` positions reach the head."""
+    return {"logits_to_keep": keep} if _accepts_logits_to_keep(type(model)) else {}
 
 
 def label_logits(method: Method, batch: Batch) -> Tensor:
@@ -39,9 +55,12 @@ def label_logits(method: Method, batch: Batch) -> Tensor:
         )
         return out.logits
     keep = batch.labels.shape[1]
-    kwargs = {"logits_to_keep": keep + 1} if _accepts_logits_to_keep(type(model)) else {}
     out = model(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False, **kwargs
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids_from_mask(mask),
+        use_cache=False,
+        **keep_last_logits(model, keep + 1),
     )
     # Position t predicts token t+1: the last K labels are predicted by positions -K-1 .. -2.
     return out.logits[:, -(keep + 1) : -1]
@@ -52,12 +71,19 @@ def label_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def label_logprob_sums(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-row sum of log p(label token): the score a label word gets when ranking."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+def label_token_logprobs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log p(label token) [.., T], valid [.., T])`` in fp32; positions with label -100 hold 0 and valid False."""
+    logits = logits.float()
     valid = labels != IGNORE_INDEX
-    picked = logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-    return (picked * valid).sum(dim=1)
+    picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return picked.masked_fill(~valid, 0.0), valid
 
 
-__all__ = ["label_logits", "label_logprob_sums", "label_loss", "position_ids_from_mask"]
+__all__ = [
+    "autocast",
+    "keep_last_logits",
+    "label_logits",
+    "label_loss",
+    "label_token_logprobs",
+    "position_ids_from_mask",
+]

@@ -28,10 +28,11 @@ from . import checkpoints as ckpt
 from . import distributed, guard
 from .collate import Batch, Encoded, Encoder, epoch_batches, train_batch
 from .config import TrainConfig
-from .evaluate import autocast, decoder_start_fn, evaluate_examples
+from .evaluate import decoder_start_fn, evaluate_examples
 from .faults import fault_point
-from .forward import label_logits, label_loss
+from .forward import autocast, label_logits, label_loss
 from .methods import Method
+from .precision import precision_name, use_bf16
 
 log = logging.getLogger("superpos_trainer")
 
@@ -80,7 +81,7 @@ class Trainer:
         self.loaded = method.loaded
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.device = device or self.loaded.embedding.weight.device
-        self.bf16 = config.bf16 == "on" or (config.bf16 == "auto" and self.device.type == "cuda")
+        self.bf16 = use_bf16(config.bf16, self.device)
         self.encoder = Encoder(
             self.loaded.tokenizer,
             self.loaded.is_encoder_decoder,
@@ -189,6 +190,8 @@ class Trainer:
             self.config.max_new_tokens,
             self.device,
             self.bf16,
+            rank_score=self.config.rank_score,
+            progress=self.config.progress and self.is_main,
         )
         return metrics
 
@@ -353,6 +356,7 @@ class Trainer:
             "task": self.task.name,
             "method": self.config.method,
             "model": self.config.model,
+            "precision": precision_name(self.bf16),
             "main_metric": self.task.main_metric,
             "best_metric": s.best_metric,
             "best_step": s.best_step,
@@ -389,6 +393,7 @@ class Trainer:
             self.config.max_new_tokens,
             self.device,
             self.bf16,
+            rank_score=self.config.rank_score,
         )
         log.info(
             "held-out split (%d examples, best adapter): %s %.4f",

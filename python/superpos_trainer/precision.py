@@ -1,0 +1,79 @@
+"""Which precision a run uses: bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere.
+
+``--bf16 auto`` turns autocast on for CUDA and for CPUs with AVX512-BF16 or AMX-BF16 (oneDNN then runs the matmuls
+in bf16 at 2-3x the fp32 speed, issue 16); on other CPUs bf16 is emulated and slower than fp32, so it stays off.
+Only the forward's matmuls run in bf16: trainable parameters, their gradients, the optimizer state and the loss
+(computed from upcast logits, ``forward.label_loss``) stay fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+# /proc/cpuinfo flag names (Linux) of the instructions that compute bf16 dot products natively.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The CPU feature flags the kernel reports, or None where there is no /proc/cpuinfo (macOS, Windows)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return None
+
+
+def _torch_probe() -> bool:
+    """torch's own cpuinfo check (private API, so guarded): used where /proc/cpuinfo is missing."""
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:  # a private probe that changed or fails: treat as "not known to be native"
+            continue
+    return False
+
+
+def cpu_has_native_bf16(
+    flags: frozenset[str] | None = None,
+    capability: str | None = None,
+    probe: Callable[[], bool] = _torch_probe,
+) -> bool:
+    """True when this CPU computes bf16 natively AND torch's kernels use AVX-512 (ATEN_CPU_CAPABILITY may lower it).
+
+    ``flags`` defaults to /proc/cpuinfo's flags, ``capability`` to ``torch.backends.cpu.get_cpu_capability()``;
+    both are parameters so the decision can be tested without the hardware.
+    """
+    if capability is None:
+        capability = torch.backends.cpu.get_cpu_capability()
+    if "AVX512" not in capability.upper() and "AMX" not in capability.upper():
+        return False
+    if flags is None:
+        flags = cpu_flags()
+    if flags is not None:
+        return bool(flags & NATIVE_BF16_FLAGS)
+    return probe()
+
+
+def use_bf16(setting: str, device: torch.device, native_cpu: Callable[[], bool] = cpu_has_native_bf16) -> bool:
+    """``--bf16`` (auto | on | off) on ``device`` -> whether the forward runs under bf16 autocast."""
+    if setting == "off" or device.type not in ("cuda", "cpu"):  # forward.autocast covers CUDA and CPU only
+        return False
+    return setting == "on" or device.type == "cuda" or native_cpu()
+
+
+def precision_name(bf16: bool) -> str:
+    """What results.json records: ``bf16-autocast`` or ``fp32``."""
+    return "bf16-autocast" if bf16 else "fp32"
+
+
+__all__ = ["NATIVE_BF16_FLAGS", "cpu_flags", "cpu_has_native_bf16", "precision_name", "use_bf16"]
