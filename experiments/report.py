@@ -6,12 +6,12 @@ Every number in the generated document is read from the runs' ``metrics.jsonl`` 
 numbers lives in experiments/discussion.md and is included verbatim.
 
     python experiments/report.py            # regenerate after (or while) runs finish
+    python -m experiments.report            # the same, from the repository root
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from superpos_trainer.run_files import RunFolder, read_json_object
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "experiments" / "runs"
 RESULTS = ROOT / "experiments" / "results"
@@ -32,14 +34,6 @@ DISCUSSION = ROOT / "experiments" / "discussion.md"
 METHOD_NAMES = {"superpos": "SuperPos-Prompt", "prompt": "Simple prompt tuning", "residual": "Residual prompt tuning"}
 METHOD_ORDER = ("superpos", "prompt", "residual")
 TASK_ORDER = ("sst2", "rte", "cb", "mrpc")
-
-
-def _driver():
-    spec = importlib.util.spec_from_file_location("run_comparison", ROOT / "experiments" / "run_comparison.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -62,14 +56,13 @@ class RunResult:
 
 def load_run(folder: Path) -> RunResult | None:
     """A finished run (the trainer's ``run/results.json`` present), else None."""
-    run_dir = folder / "run"
-    results_path, spec_path = run_dir / "results.json", folder / "experiment.json"
-    if not results_path.is_file() or not spec_path.is_file():
+    run, spec_path = RunFolder(folder / "run"), folder / "experiment.json"
+    if not run.finished or not spec_path.is_file():
         return None
-    results = json.loads(results_path.read_text())
-    spec = json.loads(spec_path.read_text())
+    results = run.results()
+    spec = read_json_object(spec_path)
     metric = results["main_metric"]
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = run.metrics()
     curve = [(int(r["step"]), float(r[metric])) for r in rows if r.get(metric) is not None]
     return RunResult(
         plan=spec["plan"],
@@ -646,9 +639,9 @@ def build_sections(runs: list[RunResult], driver: Any, baselines: dict[tuple[str
 
 
 def main() -> int:
+    from experiments import run_comparison as driver
     from superpos_kernels.io import atomic_write
 
-    driver = _driver()
     runs = collect()
     seeds = sorted({r.seed for r in runs})
     baselines = constant_baselines(sorted({r.task for r in runs}), seeds, driver.BUDGET["eval_limit"])
@@ -689,4 +682,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if not __package__:  # run as `python experiments/report.py`: the repository root makes `experiments` importable
+        sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -13,3 +13,7 @@ if not torch.cuda.is_available():
 
 # A user's SUPERPOS_BACKEND must not leak into tests that check the automatic choice.
 os.environ.pop("SUPERPOS_BACKEND", None)
+
+# The tiny models and data of tests/model_fixtures.py, as session fixtures every test module sees without importing
+# them (imported after the environment above is set).
+from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401

@@ -144,8 +144,8 @@ def tiny_llama_path() -> Path:
     return build_tiny_llama(_ROOT / "tiny-llama")
 
 
-# Fixtures: import them into a test module (``from .model_fixtures import tiny_t5``, noqa F401). The builders are
-# cached at module level, so several modules importing a fixture still build each model once per session.
+# Fixtures: every test sees them through tests/conftest.py, no import needed. The builders are cached at module
+# level, so each model is built once per session.
 @pytest.fixture(scope="session")
 def tiny_t5() -> Path:
     return tiny_t5_path()

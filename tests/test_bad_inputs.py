@@ -30,7 +30,6 @@ from superpos_kernels import SuperPosPrompt
 from superpos_kernels.ops import superpos_embed
 
 from .data_fixtures import write_tiny_data_dir
-from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
 
 V, N, M, D = 50, 3, 5, 8
 
@@ -353,7 +352,7 @@ CASES: dict[str, Callable[[Ctx], None]] = {
 
 
 @pytest.fixture(scope="module")
-def finished(tiny_t5, tiny_data, tmp_path_factory) -> Path:  # noqa: F811
+def finished(tiny_t5, tiny_data, tmp_path_factory) -> Path:
     ctx = Ctx(Path(), tiny_t5, tiny_data, Path(), None, None)  # type: ignore[arg-type]
     run = tmp_path_factory.mktemp("bad-inputs") / "finished"
     assert main(_train_args(ctx, run)) == 0
@@ -365,5 +364,5 @@ def test_there_are_at_least_25_cases():
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input(case, tiny_t5, tiny_data, finished, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_bad_input(case, tiny_t5, tiny_data, finished, tmp_path, capsys, monkeypatch):
     CASES[case](Ctx(tmp_path, tiny_t5, tiny_data, finished, capsys, monkeypatch))

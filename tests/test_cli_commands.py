@@ -9,8 +9,6 @@ import sys
 import pytest
 from superpos_trainer.cli import main
 
-from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
-
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "compare"])
 def test_every_command_has_help(command, capsys):
@@ -35,7 +33,7 @@ def test_every_command_has_help(command, capsys):
             assert flag in out
 
 
-def test_config_file_flags_override_and_resolved_config_is_saved(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_config_file_flags_override_and_resolved_config_is_saved(tiny_t5, tiny_data, tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         f"model: {tiny_t5}\ndata-dir: {tiny_data}\nmethod: prompt\nepochs: 1\nnum_prompt_tokens: 3\n"
@@ -92,7 +90,7 @@ def test_config_file_flags_override_and_resolved_config_is_saved(tiny_t5, tiny_d
     assert "prompt on sst2" in out and str(run) in out and "9 train / 8 validation / 3 held-out" in out
 
 
-def test_train_evaluate_predict_compare(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_train_evaluate_predict_compare(tiny_t5, tiny_data, tmp_path, capsys):
     runs = []
     for method in ("superpos", "prompt"):
         run = tmp_path / method
@@ -159,7 +157,7 @@ def test_train_evaluate_predict_compare(tiny_t5, tiny_data, tmp_path, capsys):  
     assert [r["method"] for r in rows] == ["superpos", "prompt"]
 
 
-def test_causal_rank_mode_end_to_end(tiny_llama, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_causal_rank_mode_end_to_end(tiny_llama, tiny_data, tmp_path, capsys):
     run = tmp_path / "rank"
     assert (
         main(

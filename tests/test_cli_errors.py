@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from superpos_trainer.cli import main
 
-from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
-
 
 def _train(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [
@@ -54,7 +52,7 @@ def _copy_tiny(data: Path, dest: Path) -> Path:
     return dest
 
 
-def test_unknown_task_method_model(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_unknown_task_method_model(tiny_t5, tiny_data, tmp_path, capsys):
     assert "unknown task 'nope'" in _error(capsys, _train(tiny_t5, tiny_data, tmp_path / "a", "--task", "nope"))
     assert "unknown method" in _error(
         capsys, ["train", "--config", str(_write(tmp_path / "c.json", {"method": "lora"}))]
@@ -70,7 +68,7 @@ def _write(path: Path, data: object) -> Path:
     return path
 
 
-def test_missing_data_file_and_folder(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_missing_data_file_and_folder(tiny_t5, tiny_data, tmp_path, capsys):
     data = _copy_tiny(tiny_data, tmp_path / "data")
     (data / "glue" / "sst2" / "dev.tsv").unlink()
     err = _error(capsys, _train(tiny_t5, data, tmp_path / "a"))
@@ -79,7 +77,7 @@ def test_missing_data_file_and_folder(tiny_t5, tiny_data, tmp_path, capsys):  # 
     assert "--data-dir" in err and "no-such-dir" in err
 
 
-def test_malformed_rows_empty_split_and_bad_labels(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_malformed_rows_empty_split_and_bad_labels(tiny_t5, tiny_data, tmp_path, capsys):
     data = _copy_tiny(tiny_data, tmp_path / "data")
     sst = data / "glue" / "sst2" / "train.tsv"
     good = sst.read_text().splitlines()
@@ -93,7 +91,7 @@ def test_malformed_rows_empty_split_and_bad_labels(tiny_t5, tiny_data, tmp_path,
     assert "label" in err and "7" in err
 
 
-def test_bad_options(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_bad_options(tiny_t5, tiny_data, tmp_path, capsys):
     err = _error(capsys, _train(tiny_t5, tiny_data, tmp_path / "a", "--max-length", "4"))
     assert "--max-length 4" in err
     err = _error(capsys, _train(tiny_t5, tiny_data, tmp_path / "a", "--holdout-fraction", "1.5"))
@@ -109,14 +107,14 @@ def test_bad_options(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
     assert "expects int" in _error(capsys, ["train", "--config", str(_write(tmp_path / "t.json", {"epochs": "x"}))])
 
 
-def test_max_length_smaller_than_prompt_for_causal(tiny_llama, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_max_length_smaller_than_prompt_for_causal(tiny_llama, tiny_data, tmp_path, capsys):
     # 12 > 4 prompt tokens passes the config check, but a causal model also needs room for the label tokens.
     err = _error(capsys, _train(tiny_llama, tiny_data, tmp_path / "a", "--max-length", "12"))
     assert "--max-length 12 is too small" in err and "label tokens" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
-def test_unwritable_output_folder(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_unwritable_output_folder(tiny_t5, tiny_data, tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -127,7 +125,7 @@ def test_unwritable_output_folder(tiny_t5, tiny_data, tmp_path, capsys):  # noqa
         locked.chmod(0o700)
 
 
-def test_output_path_that_is_a_file(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_output_path_that_is_a_file(tiny_t5, tiny_data, tmp_path, capsys):
     # Works as root too: a regular file where the run folder should go.
     blocker = tmp_path / "file"
     blocker.write_text("x")

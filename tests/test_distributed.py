@@ -21,8 +21,6 @@ from safetensors.torch import load_file
 from superpos_trainer import distributed
 from superpos_trainer.cli import main
 
-from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
-
 TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
 
 
@@ -44,7 +42,7 @@ def _rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
-def test_two_process_gloo_run_matches_one_process(tiny_t5, tiny_data, tmp_path):  # noqa: F811
+def test_two_process_gloo_run_matches_one_process(tiny_t5, tiny_data, tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert main(_args(tiny_t5, tiny_data, single)) == 0
 

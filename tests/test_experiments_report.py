@@ -6,27 +6,14 @@ fast and its expected values are known exactly.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _load("report")
-driver = _load("run_comparison")
+from experiments import report
+from experiments import run_comparison as driver
 
 
 def fake_run(root: Path, plan: str, task: str, method: str, seed: int, curve: list[float], m: int = 128) -> None:

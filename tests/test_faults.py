@@ -27,8 +27,6 @@ from superpos_trainer import checkpoints as ckpt
 from superpos_trainer.cli import main
 from superpos_trainer.train import Trainer
 
-from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
-
 TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
 
 
@@ -54,7 +52,7 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def straight(tiny_t5, tiny_data, tmp_path_factory):  # noqa: F811
+def straight(tiny_t5, tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("faults") / "straight"
     assert main(_args(tiny_t5, tiny_data, run)) == 0
     return run
@@ -104,7 +102,7 @@ FAULTS = {
 
 
 @pytest.fixture(scope="module")
-def killed(tiny_t5, tiny_data, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+def killed(tiny_t5, tiny_data, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("killed")
     runs = {fault: root / fault.replace(":", "-") for fault in FAULTS}
     jobs = [(fault, fault, _args(tiny_t5, tiny_data, run)) for fault, run in runs.items()]
@@ -118,7 +116,7 @@ def killed(tiny_t5, tiny_data, tmp_path_factory) -> dict[str, Path]:  # noqa: F8
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_kill_inside_writes_and_evaluation_then_resume(fault, killed, straight, tiny_t5, tiny_data):  # noqa: F811
+def test_kill_inside_writes_and_evaluation_then_resume(fault, killed, straight, tiny_t5, tiny_data):
     run = killed[fault]
     assert not (run / "results.json").exists()
     assert _assert_run_folder_readable(run) == FAULTS[fault]
@@ -137,7 +135,7 @@ def test_kill_inside_writes_and_evaluation_then_resume(fault, killed, straight, 
 
 
 @pytest.mark.parametrize("where", ["prompt", "loss"])
-def test_numerical_guard_stops_and_keeps_last_good_checkpoint(where, tiny_t5, tiny_data, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_numerical_guard_stops_and_keeps_last_good_checkpoint(where, tiny_t5, tiny_data, tmp_path, capsys, monkeypatch):
     """NaN in the prompt after step 5 (or in the model's output, hence the loss, at step 6): stop, keep step 4."""
     original = Trainer.optimizer_step
 

@@ -6,8 +6,6 @@ import pytest
 from superpos_trainer import models
 from superpos_trainer.errors import ModelLoadError
 
-from .model_fixtures import tiny_llama  # noqa: F401
-
 
 class _DeadSession:
     calls = 0
@@ -51,7 +49,7 @@ def test_unknown_name_without_hub_is_one_line_and_reads_the_cache_only(monkeypat
     assert "\n" not in str(info.value)
 
 
-def test_local_folders_skip_the_probe(monkeypatch, tiny_llama):  # noqa: F811
+def test_local_folders_skip_the_probe(monkeypatch, tiny_llama):
     def fail():
         raise AssertionError("a local folder must not probe the hub")
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .model_fixtures import tiny_llama, tiny_t5  # noqa: F401
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -31,7 +29,7 @@ def test_blocks_are_found():
     assert "get_superpos_model" in blocks[0][1]
 
 
-def test_every_readme_python_block_runs(tiny_llama, tiny_t5, tmp_path, monkeypatch):  # noqa: F811
+def test_every_readme_python_block_runs(tiny_llama, tiny_t5, tmp_path, monkeypatch):
     text = README.read_text(encoding="utf-8")
     text = text.replace("HuggingFaceTB/SmolLM2-135M", str(tiny_llama))
     text = re.sub(r"google/t5-[\w-]+", str(tiny_t5), text)

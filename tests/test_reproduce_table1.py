@@ -6,27 +6,13 @@ options pass the trainer's own validation, so a user with a GPU does not find a 
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import pytest
 from superpos_trainer.config import build_config
 from superpos_trainer.tasks import TASKS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reproduce_table1.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("reproduce_table1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-table1 = _load_script()
+from experiments import reproduce_table1 as table1
 
 
 def test_grid_is_13_tasks_x_4_methods_x_dropout_x_2_sizes(tmp_path):

@@ -12,8 +12,6 @@ from torch import nn
 from superpos_kernels import SuperPosConfig, SuperPosModel, get_superpos_model
 from superpos_kernels.layer import CONFIG_NAME, WEIGHTS_NAME
 
-from .model_fixtures import tiny_llama, tiny_t5  # noqa: F401
-
 TEXTS = ["the film was good", "a very dull and boring story about cats and dogs", "fun"]
 TARGETS = ["positive", "negative", "great"]
 
@@ -60,7 +58,7 @@ def batch(tokenizer, side, seq2seq):
 
 
 @pytest.fixture(params=["llama", "t5"])
-def path(request, tiny_llama, tiny_t5):  # noqa: F811
+def path(request, tiny_llama, tiny_t5):
     return tiny_llama if request.param == "llama" else tiny_t5
 
 
@@ -74,7 +72,7 @@ def test_base_model_is_frozen_and_only_the_prompt_trains(path):
     assert model.prompt.w.grad is not None and model.prompt.E.grad.abs().sum() > 0
 
 
-def test_causal_loss_and_logits_line_up_with_labels(tiny_llama):  # noqa: F811
+def test_causal_loss_and_logits_line_up_with_labels(tiny_llama):
     model, tokenizer = wrap(tiny_llama)
     enc = batch(tokenizer, "right", seq2seq=False)
     out = model(**enc)
@@ -116,7 +114,7 @@ def test_prompt_changes_the_output(path):
     assert not torch.allclose(with_prompt, without)
 
 
-def test_causal_generate_pads_either_side_and_returns_input_then_new_tokens(tiny_llama):  # noqa: F811
+def test_causal_generate_pads_either_side_and_returns_input_then_new_tokens(tiny_llama):
     model, tokenizer = wrap(tiny_llama)
     left, right = batch(tokenizer, "left", False), batch(tokenizer, "right", False)
     kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -135,7 +133,7 @@ def test_causal_generate_pads_either_side_and_returns_input_then_new_tokens(tiny
     assert capped.shape[1] <= length + 2 and torch.equal(capped, out_left[:, : capped.shape[1]])
 
 
-def test_seq2seq_generate_pads_either_side(tiny_t5):  # noqa: F811
+def test_seq2seq_generate_pads_either_side(tiny_t5):
     model, tokenizer = wrap(tiny_t5)
     left, right = batch(tokenizer, "left", True), batch(tokenizer, "right", True)
     out_left = model.generate(input_ids=left["input_ids"], attention_mask=left["attention_mask"], max_new_tokens=5)
@@ -160,7 +158,7 @@ def test_save_and_reload_give_identical_outputs(path, tmp_path):
         assert torch.equal(model(**enc).logits, reloaded(**enc).logits)
 
 
-def test_state_dict_holds_the_prompt_only(tiny_llama):  # noqa: F811
+def test_state_dict_holds_the_prompt_only(tiny_llama):
     model, _ = wrap(tiny_llama)
     assert sorted(model.state_dict()) == ["prompt.E", "prompt.sampled_token_ids", "prompt.w"]
     other, _ = wrap(tiny_llama, seed=9)
@@ -231,7 +229,7 @@ def test_trainer_trains_saves_reloads_and_resumes(path, tmp_path):
     torch.testing.assert_close(fresh.prompt.E, model.prompt.E)
 
 
-def test_trainer_resume_true_picks_the_last_checkpoint(tiny_llama, tmp_path):  # noqa: F811
+def test_trainer_resume_true_picks_the_last_checkpoint(tiny_llama, tmp_path):
     model, tokenizer = wrap(tiny_llama)
     _trainer(model, tokenizer, tmp_path / "run", max_steps=2).train()
     fresh, _ = wrap(tiny_llama)
@@ -241,7 +239,7 @@ def test_trainer_resume_true_picks_the_last_checkpoint(tiny_llama, tmp_path):  #
     assert (tmp_path / "run" / "checkpoint-4" / "model.safetensors").is_file()
 
 
-def test_trainer_default_optimizer_also_trains(tiny_llama, tmp_path):  # noqa: F811
+def test_trainer_default_optimizer_also_trains(tiny_llama, tmp_path):
     """Without optimizers=..., Trainer's own AdamW trains the prompt too (with weight decay on E as well)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -279,7 +277,7 @@ def test_peft_round_trip_gives_the_same_logits(path, tmp_path):
     torch.testing.assert_close(ours, theirs if model.is_encoder_decoder else theirs[:, n:])
 
 
-def test_bad_inputs_get_one_clear_line(tiny_llama, tiny_t5, tmp_path):  # noqa: F811
+def test_bad_inputs_get_one_clear_line(tiny_llama, tiny_t5, tmp_path):
     base, tokenizer = load(tiny_llama)
     with pytest.raises(TypeError, match=r"needs a model whose get_input_embeddings\(\) returns .* got Linear"):
         get_superpos_model(nn.Linear(2, 2), SuperPosConfig())

@@ -13,11 +13,9 @@ from superpos_trainer.forward import label_logits, label_token_logprobs, positio
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import LoadedModel, load_model
 
-from .model_fixtures import tiny_data, tiny_llama  # noqa: F401
-
 
 @pytest.fixture(scope="module")
-def llama(tiny_llama):  # noqa: F811
+def llama(tiny_llama):
     return load_model(str(tiny_llama))
 
 
@@ -150,7 +148,7 @@ def _tiny_dir():
     return tiny_data_dir()
 
 
-def test_gemma_style_embedding_scale_reaches_every_method(tiny_llama):  # noqa: F811
+def test_gemma_style_embedding_scale_reaches_every_method(tiny_llama):
     """Gemma scales token embeddings by sqrt(d) inside its embedding module; the prompt methods must match it."""
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
 

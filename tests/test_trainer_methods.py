@@ -12,7 +12,7 @@ from superpos_trainer.models import load_model
 from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
 
-from .model_fixtures import tiny_config, tiny_data, tiny_data_dir, tiny_llama, tiny_t5  # noqa: F401
+from .model_fixtures import tiny_config, tiny_data_dir
 
 CPU = torch.device("cpu")
 
@@ -30,7 +30,7 @@ def _trainer(model_path, method_name, **overrides):
 
 @pytest.mark.parametrize("kind", ["t5", "llama"])
 @pytest.mark.parametrize("method_name", ["superpos", "prompt", "residual", "full"])
-def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_llama, tmp_path):  # noqa: F811
+def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_llama, tmp_path):
     path = tiny_t5 if kind == "t5" else tiny_llama
     # Full fine-tuning at the paper's 1e-5 barely moves a random tiny model in a few steps; 1e-3 shows it learns.
     trainer, loaded = _trainer(path, method_name, **({"lr": 1e-3} if method_name == "full" else {}))
@@ -67,7 +67,7 @@ def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_
     assert a == b
 
 
-def test_param_groups_follow_the_paper(tiny_t5):  # noqa: F811
+def test_param_groups_follow_the_paper(tiny_t5):
     expected = {
         "superpos": (1e-2, [1e-5, 0.0]),
         "prompt": (1e-2, [1e-2]),
@@ -85,7 +85,7 @@ def test_param_groups_follow_the_paper(tiny_t5):  # noqa: F811
             assert groups[1]["params"][0] is trainer.method.layer.E
 
 
-def test_residual_reparameterisation_shape(tiny_t5):  # noqa: F811
+def test_residual_reparameterisation_shape(tiny_t5):
     trainer, loaded = _trainer(tiny_t5, "residual")
     m = trainer.method
     d = loaded.embedding.weight.shape[1]
@@ -96,7 +96,7 @@ def test_residual_reparameterisation_shape(tiny_t5):  # noqa: F811
 
 
 @pytest.mark.parametrize("kind", ["t5", "llama"])
-def test_dropout_off_keeps_backbone_deterministic_and_on_enables_it(kind, tiny_t5, tiny_llama):  # noqa: F811
+def test_dropout_off_keeps_backbone_deterministic_and_on_enables_it(kind, tiny_t5, tiny_llama):
     path = tiny_t5 if kind == "t5" else tiny_llama
     for dropout in ("off", "on"):
         trainer, loaded = _trainer(path, "superpos", dropout=dropout)

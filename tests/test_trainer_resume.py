@@ -16,8 +16,6 @@ from superpos_trainer.checkpoints import find_folder, write_folder
 from superpos_trainer.cli import main
 from superpos_trainer.collate import epoch_batches
 
-from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
-
 TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
 
 
@@ -65,7 +63,7 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_data, tmp_path):  # noqa: F811
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_data, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert main(_args(tiny_t5, tiny_data, straight)) == 0
 
@@ -95,7 +93,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_d
     assert (killed / "learning_curve.png").stat().st_size > 1000
 
 
-def test_resume_refuses_a_different_config(tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_resume_refuses_a_different_config(tiny_t5, tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1"]) == 0
     capsys.readouterr()

@@ -12,11 +12,11 @@ from superpos_trainer.tasks import TASKS, get_task
 from superpos_trainer.train import Trainer
 
 from .data_fixtures import shared_data_dir
-from .model_fixtures import tiny_config, tiny_data, tiny_data_dir, tiny_t5  # noqa: F401
+from .model_fixtures import tiny_config, tiny_data_dir
 
 
 @pytest.fixture(scope="module")
-def t5(tiny_t5):  # noqa: F811
+def t5(tiny_t5):
     return load_model(str(tiny_t5))
 
 

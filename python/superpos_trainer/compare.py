@@ -7,31 +7,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import read_metrics
 from .errors import SuperposError
 from .plots import plot_comparison
+from .run_files import RunFolder
 
 
 def summarize_run(run_dir: Path) -> dict[str, Any]:
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise SuperposError(f"{run_dir} is not a run folder (no config.json)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    results_path = run_dir / "results.json"
-    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
-    if "main_metric" in results:
-        metric = results["main_metric"]
-    else:
-        from .tasks import get_task
-
-        metric = get_task(config["task"]).main_metric
+    folder = RunFolder(run_dir)
+    config = folder.config()
+    rows = folder.metrics()
+    results = folder.results() if folder.finished else {}
+    metric = folder.main_metric()
     values = [r.get(metric) for r in rows if r.get(metric) is not None]
     best = max(values) if values else None
     best_row = next((r for r in rows if r.get(metric) == best), None) if values else None
     holdout = (results.get("holdout") or {}).get(metric)
     return {
-        "run": run_dir.name,
+        "run": folder.name,
         "task": config.get("task"),
         "method": config.get("method"),
         "model": Path(str(config.get("model"))).name,

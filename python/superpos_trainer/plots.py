@@ -5,7 +5,6 @@ Matplotlib runs on the Agg backend: no display needed, safe in CI and over ssh.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 from superpos_kernels.io import atomic_write
 
-from .checkpoints import read_metrics
+from .run_files import RunFolder
 
 
 def _pyplot() -> Any:
@@ -27,16 +26,6 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-
-
-def _main_metric(run_dir: Path, rows: Sequence[dict[str, Any]]) -> str:
-    results = run_dir / "results.json"
-    if results.is_file():
-        return json.loads(results.read_text())["main_metric"]
-    from .tasks import get_task
-
-    config = json.loads((run_dir / "config.json").read_text())
-    return get_task(config["task"]).main_metric
 
 
 def _finite(value: Any) -> float | None:
@@ -72,11 +61,11 @@ def learning_curve_series(rows: Sequence[dict[str, Any]], metric: str) -> dict[s
 def plot_learning_curve(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     """``<run>/learning_curve.png``: every evaluation's validation metric (and invalid share) above the mean train
     loss of each evaluation interval. Points are marked and labelled, so a run with one evaluation is readable."""
-    run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    folder = RunFolder(run_dir)
+    rows = folder.metrics()
     if not rows:
         return None
-    metric = _main_metric(run_dir, rows)
+    metric = folder.main_metric()
     series = learning_curve_series(rows, metric)
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, height_ratios=(3, 2))
@@ -111,8 +100,8 @@ def plot_learning_curve(run_dir: str | Path, out: str | Path | None = None) -> P
     bottom.grid(alpha=0.3)
     last_step = max(int(r.get("step", 0)) for r in rows)
     bottom.set_xlim(-0.03 * max(last_step, 1), 1.06 * max(last_step, 1))
-    top.set_title(f"{run_dir.name} ({len(rows)} evaluation{'s' if len(rows) != 1 else ''})", fontsize=9)
-    out = Path(out) if out is not None else run_dir / "learning_curve.png"
+    top.set_title(f"{folder.name} ({len(rows)} evaluation{'s' if len(rows) != 1 else ''})", fontsize=9)
+    out = Path(out) if out is not None else folder.learning_curve_path
     _save(fig, out)
     plt.close(fig)
     return out

@@ -1,0 +1,111 @@
+"""run_files.RunFolder: the names match what ``superpos train`` writes, and every reader fails with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from superpos_trainer.cli import main
+from superpos_trainer.errors import RunFolderError
+from superpos_trainer.run_files import RunFolder
+from superpos_trainer.tasks import get_task
+
+ROWS = [{"step": 4, "accuracy": 0.5, "train_loss": 2.0}, {"step": 8, "accuracy": 0.75, "train_loss": 1.0}]
+
+
+def _folder(tmp_path: Path, config: object = None, metrics: str | None = None, results: object = None) -> RunFolder:
+    run = tmp_path / "run"
+    run.mkdir()
+    if config is not None:
+        (run / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    if metrics is not None:
+        (run / "metrics.jsonl").write_text(metrics)
+    if results is not None:
+        (run / "results.json").write_text(results if isinstance(results, str) else json.dumps(results))
+    return RunFolder(run)
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_names_match_the_files_a_real_run_writes(tiny_t5, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(tiny_t5), "--data-dir", str(tiny_data), "--output-dir", str(out)]
+    argv += ["--epochs", "1", "--batch-size", "4", "--num-prompt-tokens", "4", "--num-sampled-tokens", "16"]
+    argv += ["--max-length", "64", "--save-steps", "1", "--no-progress"]
+    assert main(argv) == 0
+    run = RunFolder(out)
+    paths = (run.config_path, run.metrics_path, run.results_path, run.log_path, run.learning_curve_path)
+    assert all(p.is_file() for p in paths), [p.name for p in paths if not p.is_file()]
+    assert all(d.is_dir() for d in (run.best_dir, run.last_dir, run.checkpoint_dir))
+    assert run.finished and run.config()["task"] == "sst2" and run.main_metric() == "accuracy"
+    rows = run.metrics()
+    assert rows and [r["step"] for r in rows] == sorted(r["step"] for r in rows)
+    assert run.results()["best_metric"] == max(r["accuracy"] for r in rows)
+
+
+def test_metrics_rows_in_order_blank_lines_skipped_and_none_before_the_first_evaluation(tmp_path):
+    run = _folder(tmp_path, config={"task": "sst2"})
+    assert run.metrics() == []  # no metrics.jsonl yet: a run before its first evaluation
+    run.metrics_path.write_text(_jsonl(ROWS[:1]) + "\n" + _jsonl(ROWS[1:]))
+    assert run.metrics() == ROWS
+
+
+def test_a_truncated_last_metrics_line_is_an_error_naming_the_line(tmp_path):
+    # The trainer replaces metrics.jsonl atomically: a cut line is damage, never a write in progress.
+    run = _folder(tmp_path, config={"task": "sst2"}, metrics=_jsonl(ROWS) + '{"step": 12, "accur')
+    with pytest.raises(RunFolderError, match=r"metrics\.jsonl line 3 is not JSON"):
+        run.metrics()
+
+
+def test_config_missing_or_not_an_object_is_one_clear_error(tmp_path):
+    run = _folder(tmp_path)
+    with pytest.raises(RunFolderError, match=r"is not a run folder \(no config\.json\)"):
+        run.config()
+    run.config_path.write_text("{task: sst2")
+    with pytest.raises(RunFolderError, match=r"config\.json is not valid JSON"):
+        run.config()
+    run.config_path.write_text("[1, 2]")
+    with pytest.raises(RunFolderError, match="holds a JSON list, expected an object"):
+        run.config()
+
+
+def test_results_only_for_a_finished_run(tmp_path):
+    run = _folder(tmp_path, config={"task": "sst2"}, metrics=_jsonl(ROWS))
+    assert not run.finished
+    with pytest.raises(RunFolderError, match=r"holds no results\.json: the run has not finished"):
+        run.results()
+    run.results_path.write_text(json.dumps({"main_metric": "accuracy", "best_metric": 0.75}))
+    assert run.finished and run.results()["best_metric"] == 0.75
+
+
+def test_main_metric_from_results_else_from_the_task(tmp_path):
+    run = _folder(tmp_path, config={"task": "mrpc"})
+    assert run.main_metric() == get_task("mrpc").main_metric  # unfinished: the task decides
+    run.results_path.write_text(json.dumps({"main_metric": "f1"}))
+    assert run.main_metric() == "f1"
+    run.results_path.write_text(json.dumps({"best_metric": 0.5}))  # results without it: the task again
+    assert run.main_metric() == get_task("mrpc").main_metric
+    run.config_path.write_text(json.dumps({"method": "prompt"}))
+    with pytest.raises(RunFolderError, match="names no task"):
+        run.main_metric()
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, "is not a run folder (no config.json)"),
+        ({"config": "{"}, "config.json is not valid JSON"),
+        ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS) + "{"}, "metrics.jsonl line 3 is not JSON"),
+        ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS), "results": "[]"}, "results.json holds a JSON list"),
+    ],
+    ids=["no-config", "config-not-json", "metrics-truncated", "results-not-object"],
+)
+def test_compare_on_a_damaged_folder_is_one_line_and_exit_2(files, expected, tmp_path, capsys):
+    run = _folder(tmp_path, **files)
+    assert main(["compare", str(run.path), "--output", str(tmp_path / "cmp.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "cmp.png").exists()
