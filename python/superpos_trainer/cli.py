@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file
-from .errors import SuperposError
+from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file, read_text_file
+from .errors import SuperposError, clip, short_repr
 
 EXIT_USER_ERROR = 2
 
@@ -156,13 +156,14 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
     from .collate import Encoder
     from .methods import load_method
-    from .models import load_model, resolve_device
+    from .models import load_model
+    from .runner import check_device
     from .tasks import get_task
 
     folder = _adapter_folder(args.adapter)
     saved_path = folder / "trainer_config.json"
-    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
-    config = config_from_dict(saved)
+    saved = _read_json_file(saved_path) if saved_path.is_file() else {}
+    config = config_from_dict(saved, str(saved_path))
     for key in ("model", "task", "eval_mode"):
         if getattr(args, key, None):
             setattr(config, key, getattr(args, key))
@@ -171,7 +172,7 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     if args.batch_size < 1:
         raise SuperposError(f"--batch-size must be a positive integer, got {args.batch_size}")
     task = get_task(config.task)
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     loaded = load_model(config.model, config.model_type, device)
     method = load_method(folder, loaded)
     encoder = Encoder(
@@ -209,36 +210,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_json_file(path: Path) -> Any:
+    """A JSON file of the run/adapter folder; bad UTF-8, bad JSON or too deep nesting names the file."""
+    try:
+        return json.loads(read_text_file(path))
+    except json.JSONDecodeError as exc:
+        raise SuperposError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); the folder is corrupt") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting past the recursion limit
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else clip(str(exc), 120)
+        raise SuperposError(f"{path} is not valid JSON ({reason}); the folder is corrupt") from None
+
+
 def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
+    from .data import check_text, parse_json_line
+
     sources: list[str] = []
     if args.text:
         if len(task.fields) != 1:
             names = ", ".join(key for _, key in task.fields)
             raise SuperposError(f"task {task.name} reads several fields ({names}); pass --json rows instead of --text")
+        for text in args.text:
+            check_text(text, "--text")
         sources += [task.source_text({task.fields[0][1]: t}) for t in args.text]
-    rows: list[Any] = []
+    rows: list[tuple[str, Any]] = []
     for raw in args.rows:
-        try:
-            rows.append(json.loads(raw))
-        except json.JSONDecodeError as exc:
-            raise SuperposError(f"--json {raw!r} is not JSON: {exc}") from None
+        where = f"--json {short_repr(raw, 60)}"
+        check_text(raw, where)
+        rows.append((where, parse_json_line(raw, where)))
     if args.input:
         path = Path(args.input)
         if not path.is_file():
             raise SuperposError(f"--input file {path} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_text_file(path).split("\n"), 1):
             if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise SuperposError(f"{path} line {n} is not JSON") from None
-    for row in rows:
+                where = f"--input {path}:{n}"
+                if "\r" in line.rstrip("\r"):
+                    raise SuperposError(f"{where}: carriage return inside a line (CR-only line endings?)")
+                rows.append((where, parse_json_line(line, where)))
+    for where, row in rows:
         if not isinstance(row, dict):
-            raise SuperposError(f"an input row must be a JSON object with the task's fields, got {row!r}")
+            raise SuperposError(
+                f"{where}: an input row must be a JSON object with the task's fields, got {type(row).__name__}"
+            )
         missing = [key for _, key in task.fields if key not in row]
         if missing:
-            raise SuperposError(f"input row {row!r} lacks field(s) {', '.join(missing)} of task {task.name}")
-        sources.append(task.source_text(row))
+            raise SuperposError(f"{where}: the row lacks field(s) {', '.join(missing)} of task {task.name}")
+        try:
+            sources.append(task.source_text(row))
+        except ValueError as exc:  # tasks.RowError: a field of the wrong type
+            raise SuperposError(f"{where}: {clip(str(exc), 200)}") from None
     if not sources:
         raise SuperposError("nothing to predict: pass --text, --json or --input")
     return sources
@@ -298,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_error_types() as exc:
         if os.environ.get("SUPERPOS_DEBUG"):
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = clip(str(exc), 2000) or type(exc).__name__  # one line, never a whole file
         print(f"superpos {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 
