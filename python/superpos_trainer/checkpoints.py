@@ -170,7 +170,9 @@ def load_checkpoint(folder: Path) -> Checkpoint | None:
             if not isinstance(fingerprint, dict):
                 raise state_codec.StateFormatError("the field 'fingerprint' must be a JSON object")
             piece = found / "optimizer_rng.safetensors"
-            optimizer, rng = state_codec.decode(load_file(str(piece)), meta)
+            tensors = load_file(str(piece))
+            piece = found / "checkpoint.json"  # decode checks the JSON against the tensors; messages name both
+            optimizer, rng = state_codec.decode(tensors, meta)
         elif (found / "optimizer_rng.pt").is_file():
             piece = found / "optimizer_rng.pt"
             optimizer, rng = state_codec.load_legacy(piece)

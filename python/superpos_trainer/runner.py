@@ -95,8 +95,9 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder
 def _check_saved_config(saved_path: Path, config: TrainConfig) -> None:
     from .config import read_text_file
 
+    text = read_text_file(saved_path)  # bad UTF-8: its own message, naming the line
     try:
-        saved = json.loads(read_text_file(saved_path))
+        saved = json.loads(text)
     except (ValueError, RecursionError):  # JSONDecodeError, a 5000-digit number, nested too deeply
         raise RunFolderError(f"{saved_path} is not valid JSON; the run folder is corrupt") from None
     if not isinstance(saved, dict):
@@ -241,7 +242,8 @@ def _train(
         100 * trainable / total,
     )
     trainer = Trainer(config, method, task, train, evaluation, run_dir, device, holdout)
-    distributed.run_on_main(lambda: write_run_config(run_dir, config))
+    if not resume:  # a resumed run keeps its config.json (same options; a refused checkpoint changes nothing)
+        distributed.run_on_main(lambda: write_run_config(run_dir, config))
     log.info("%d optimizer steps planned", trainer.total_steps())
     results = trainer.fit(resume=resume)
     if main:

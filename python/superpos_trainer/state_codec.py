@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import short_repr
+
 
 class StateFormatError(ValueError):
     """A checkpoint state file does not have the expected structure (the message names the field)."""
@@ -104,17 +106,21 @@ def _unscalar(value: Any, where: str, depth: int = 0) -> Any:
     return value
 
 
-def _tensor(tensors: dict[str, Tensor], key: str, dtype: torch.dtype, numel: int | None = None) -> Tensor:
+def _tensor(tensors: dict[str, Tensor], key: str, dtype: torch.dtype, file: str, numel: int | None = None) -> Tensor:
     if key not in tensors:
-        raise StateFormatError(f"the tensor {key!r} is missing")
+        raise StateFormatError(f"{file}: the tensor {key!r} is missing")
     value = tensors[key]
     if value.dtype != dtype or value.dim() != 1 or (numel is not None and value.numel() != numel):
         shape = f"[{numel}]" if numel is not None else "1-d"
-        raise StateFormatError(f"the tensor {key!r} must be {dtype} {shape}, got {value.dtype} {list(value.shape)}")
+        raise StateFormatError(
+            f"{file}: the tensor {key!r} must be {dtype} {shape}, got {value.dtype} {list(value.shape)}"
+        )
     return value
 
 
-def decode(tensors: dict[str, Tensor], data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def decode(
+    tensors: dict[str, Tensor], data: Any, tensor_file: str = "optimizer_rng.safetensors"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(optimizer state_dict, rng state)`` from :func:`encode` output; :class:`StateFormatError` if malformed."""
     opt = _field(data, "optimizer", dict, "state")
     groups_raw = _field(opt, "param_groups", list, "optimizer")
@@ -144,24 +150,27 @@ def decode(tensors: dict[str, Tensor], data: Any) -> tuple[dict[str, Any], dict[
     py = _field(rng_data, "python", dict, "rng")
     npy = _field(rng_data, "numpy", dict, "rng")
     gauss = _field(py, "gauss_next", (float, int, type(None)), "rng.python")
+    pos = _field(npy, "pos", int, "rng.numpy")
+    if not 0 <= pos <= 624:
+        raise StateFormatError(f"rng.numpy.pos must be in [0, 624] (the MT19937 key position), got {short_repr(pos)}")
     rng: dict[str, Any] = {
         "python": (
             _field(py, "version", int, "rng.python"),
-            tuple(_tensor(tensors, "rng.python", torch.int64, 625).tolist()),
+            tuple(_tensor(tensors, "rng.python", torch.int64, tensor_file, 625).tolist()),
             None if gauss is None else float(gauss),
         ),
         "numpy": (
             _field(npy, "kind", str, "rng.numpy"),
-            _tensor(tensors, "rng.numpy", torch.int64, 624).numpy().astype(np.uint32),
-            _field(npy, "pos", int, "rng.numpy"),
+            _tensor(tensors, "rng.numpy", torch.int64, tensor_file, 624).numpy().astype(np.uint32),
+            pos,
             _field(npy, "has_gauss", int, "rng.numpy"),
             float(_field(npy, "cached", (float, int), "rng.numpy")),
         ),
-        "torch": _tensor(tensors, "rng.torch", torch.uint8),
+        "torch": _tensor(tensors, "rng.torch", torch.uint8, tensor_file),
     }
     cuda = _field(rng_data, "cuda_devices", int, "rng")
     if cuda:
-        rng["cuda"] = [_tensor(tensors, f"rng.cuda.{i}", torch.uint8) for i in range(cuda)]
+        rng["cuda"] = [_tensor(tensors, f"rng.cuda.{i}", torch.uint8, tensor_file) for i in range(cuda)]
     return {"state": state, "param_groups": groups}, rng
 
 
@@ -208,8 +217,11 @@ def load_legacy(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         extras = torch.load(path, weights_only=True, map_location="cpu")
     if not isinstance(extras, dict) or set(extras) != {"optimizer", "rng"}:
         raise StateFormatError("expected a dict with 'optimizer' and 'rng'")
-    tensors, data = encode(extras["optimizer"], _checked_legacy_rng(extras["rng"]))
-    return decode(tensors, data)
+    try:
+        tensors, data = encode(extras["optimizer"], _checked_legacy_rng(extras["rng"]))
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise StateFormatError(f"not a format-1 optimizer + RNG state ({short_repr(exc, 120)})") from None
+    return decode(tensors, data, path.name)
 
 
 def _checked_legacy_rng(rng: Any) -> dict[str, Any]:
