@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file, read_text_file
-from .errors import SuperposError, clip, short_repr
+from .errors import ConfigError, SuperposError, clip, short_repr
 
 EXIT_USER_ERROR = 2
 
@@ -66,8 +66,21 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
 
 
+class _UsageError(Exception):
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {clip(message, 300)} (see {prog} --help)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one bounded line and exit 2 (argparse quotes the whole bad value
+    and prints the usage block first). ``main`` prints it; --help still exits through argparse."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="superpos",
         description="SuperPos-Prompt soft-prompt tuning of frozen language models (and its baselines).",
     )
@@ -130,7 +143,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     file_options = read_config_file(args.config) if args.config else {}
     cli_options = {name: getattr(args, name) for name in FIELDS}
-    config = build_config(file_options, cli_options)
+    try:
+        config = build_config(file_options, cli_options)
+    except ConfigError as exc:  # name the config file when the refused value came from it
+        from_file = [n for n in file_options if cli_options.get(n) is None and f"--{n.replace('_', '-')} " in str(exc)]
+        if from_file:
+            raise ConfigError(f"{exc} (set in config file {args.config})") from None
+        raise
     from .distributed import process_group
 
     with process_group(config.device):  # joins torchrun's process group when launched by it; else a no-op
@@ -309,7 +328,11 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

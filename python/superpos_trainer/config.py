@@ -104,7 +104,7 @@ class TrainConfig:
         """A copy with method defaults filled in and every value checked."""
         cfg = dataclasses.replace(self)
         if cfg.method not in METHODS:
-            raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method {short_repr(cfg.method)}; choose one of {', '.join(METHODS)}")
         lr, wd = METHOD_DEFAULTS[cfg.method]
         cfg.lr = lr if cfg.lr is None else float(cfg.lr)
         cfg.weight_decay = wd if cfg.weight_decay is None else float(cfg.weight_decay)

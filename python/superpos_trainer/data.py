@@ -139,7 +139,7 @@ def load_examples(
     task = get_task(task)
     split = _check_split(split)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None (all examples), got {limit!r}")
+        raise ValueError(f"limit must be a positive integer or None (all examples), got {short_repr(limit)}")
     if data_dir is None:
         examples, origin = _load_hub(task, split), f"hub dataset {HUB_DATASETS[task.benchmark]}/{task.name} {split}"
     else:
@@ -158,7 +158,7 @@ def train_holdout_split(
     Examples sharing a ``group`` (MultiRC answers of one question) go to the same side.
     """
     if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float)):
-        raise TypeError(f"holdout_fraction must be a number in (0, 1), got {holdout_fraction!r}")
+        raise TypeError(f"holdout_fraction must be a number in (0, 1), got {short_repr(holdout_fraction)}")
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be strictly between 0 and 1, got {holdout_fraction}")
     groups = _groups(examples)
@@ -281,7 +281,7 @@ def _read_tsv(path: Path, source: _Source) -> Iterator[tuple[int, dict[str, Any]
         if missing:
             raise DataError(
                 f"{path}:{header_line}: header lacks column(s) {', '.join(map(repr, missing))}; "
-                f"found {short_repr(header, 200)}"
+                f"found {', '.join(short_repr(h, 40) for h in header[:12])}{', ...' if len(header) > 12 else ''}"
             )
         positions = {key: header.index(name) for key, name in source.columns.items()}  # type: ignore[arg-type]
         width = len(header)
@@ -384,7 +384,7 @@ def _load_hub(task: Task, split: str) -> list[Example]:
 def _check_split(split: str) -> str:
     aliases = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation"}
     if not isinstance(split, str) or split.lower() not in aliases:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)} (or 'dev'/'val'), got {split!r}")
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} (or 'dev'/'val'), got {short_repr(split)}")
     return aliases[split.lower()]
 
 
