@@ -513,3 +513,14 @@ def test_guard_names_only_what_exists(tmp_path):
     assert "the last good checkpoint/ in" in message() and "last/" not in message().split(" in ")[0]
     ckpt.write_folder(tmp_path / "last", lambda d: None)
     assert "the last good checkpoint/, last/ in" in message()
+
+
+def test_a_pickle_dropped_into_a_current_checkpoint_is_never_read(tiny_t5, tiny_data, finished, tmp_path):  # noqa: F811
+    """Format 2 reads checkpoint.json + safetensors only: a crafted optimizer_rng.pt next to them is ignored."""
+    ctx = Ctx(tmp_path, tiny_t5, tiny_data, finished, None, None)  # type: ignore[arg-type]
+    run = copy_run(finished, tmp_path / "run")
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": Payload(marker), "rng": {}}, run / "checkpoint" / "optimizer_rng.pt")
+    assert main(train_args(ctx, run, "--resume")) == 0
+    assert ckpt.load_checkpoint(run / "checkpoint").fingerprint is not None
+    assert not marker.exists()
