@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import RunFolderError
@@ -26,7 +24,13 @@ LOG_NAME = "train.log"
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    try:  # Linux >= 4.7 reports it without changing it (no window in which another thread sees another umask)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere, reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
 
@@ -95,20 +99,10 @@ class RunLock:
             self._fd = None
 
 
-@contextlib.contextmanager
-def held(lock: RunLock | None) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
-
-
 __all__ = [
     "LOCK_NAME",
     "RunLock",
     "follow_umask",
-    "held",
     "is_temporary",
     "is_unfinished_start",
     "sweep_temporaries",

@@ -10,6 +10,7 @@ run code through it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from pathlib import Path
@@ -213,7 +214,11 @@ def load_legacy(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     That unpickler builds only tensors, plain containers and the allow-listed numpy array pieces; any other global
     (``os.system``, ...) is refused before it is called. The result is then checked like :func:`decode`'s.
     """
-    with torch.serialization.safe_globals(_numpy_globals()):
+    allowed = _numpy_globals()
+    scoped = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; 2.4 only has the global list
+    if scoped is None:
+        torch.serialization.add_safe_globals(allowed)
+    with scoped(allowed) if scoped is not None else contextlib.nullcontext():
         extras = torch.load(path, weights_only=True, map_location="cpu")
     if not isinstance(extras, dict) or set(extras) != {"optimizer", "rng"}:
         raise StateFormatError("expected a dict with 'optimizer' and 'rng'")
