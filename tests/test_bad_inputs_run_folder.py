@@ -13,16 +13,21 @@ import os
 import pickle
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from superpos_trainer import checkpoints as ckpt
 from superpos_trainer import guard, run_folder, state_codec, train
 from superpos_trainer.cli import main
+from superpos_trainer.errors import RunFolderError
 
 from .bad_input_tools import Ctx, cli_fails, copy_run, finished_run, snapshot, train_args
 from .data_fixtures import write_tiny_data_dir
@@ -179,11 +184,31 @@ def checkpoint_json_wrong_types(ctx: Ctx) -> None:
     _resume_fails(ctx, run, "checkpoint.json", "param_groups must be list")
 
 
-def rng_tensor_missing(ctx: Ctx) -> None:
+def _dropped_tensor_case(name: str, *needles: str) -> Callable[[Ctx], None]:
+    def case(ctx: Ctx) -> None:
+        run = _run(ctx)
+        path = run / "checkpoint" / "optimizer_rng.safetensors"
+        save_file({k: v for k, v in load_file(str(path)).items() if k != name}, str(path))
+        _resume_fails(ctx, run, *needles)
+
+    return case
+
+
+rng_tensor_missing = _dropped_tensor_case("rng.torch", "optimizer_rng.safetensors", "'rng.torch' is missing")
+optimizer_state_incomplete = _dropped_tensor_case(
+    "optimizer.1.exp_avg_sq", "checkpoint.json", "optimizer state 1 lacks exp_avg_sq"
+)
+
+
+def optimizer_group_without_lr(ctx: Ctx) -> None:
     run = _run(ctx)
-    path = run / "checkpoint" / "optimizer_rng.safetensors"
-    save_file({k: v for k, v in load_file(str(path)).items() if k != "rng.torch"}, str(path))
-    _resume_fails(ctx, run, "optimizer_rng.safetensors", "'rng.torch' is missing")
+
+    def drop_lr(meta):
+        del meta["optimizer"]["param_groups"][0]["lr"]
+        return meta
+
+    _edit_json(run / "checkpoint" / "checkpoint.json", drop_lr)
+    _resume_fails(ctx, run, "checkpoint.json", "optimizer group 0 has lr None")
 
 
 def _numpy_rng_case(change: dict, *needles: str) -> Callable[[Ctx], None]:
@@ -225,6 +250,8 @@ state_negative_epoch = _state_case(lambda s: {**s, "epoch": -1}, "'epoch' must b
 state_unknown_field = _state_case(lambda s: {**s, "momentum": 3}, "unknown field", "momentum")
 state_is_a_list = _state_case(lambda s: [s], "expected a JSON object")
 state_step_is_float = _state_case(lambda s: {**s, "step": 2.5}, "'step' must be int")
+state_step_in_epoch_past_the_epoch = _state_case(lambda s: {**s, "step_in_epoch": 5}, "no position of this run")
+state_step_does_not_add_up = _state_case(lambda s: {**s, "step": 2}, "step 2, epoch 1, step_in_epoch 0 is no position")
 
 
 def state_nan_loss(ctx: Ctx) -> None:
@@ -383,9 +410,10 @@ _CASE_NAMES = """
 pickle_in_torch_zip pickle_raw checkpoint_from_an_lr_05_run checkpoint_of_another_model
 resume_with_other_data checkpoint_with_another_n checkpoint_of_another_method optimizer_state_of_another_shape
 optimizer_lr_edited format_version_from_the_future checkpoint_json_without_fingerprint checkpoint_json_wrong_types
-rng_tensor_missing rng_state_impossible rng_position_out_of_range state_missing_step_in_epoch
-state_step_is_text state_done_is_number state_negative_epoch state_unknown_field
-state_is_a_list state_step_is_float state_nan_loss state_invalid_json
+rng_tensor_missing optimizer_state_incomplete optimizer_group_without_lr rng_state_impossible
+rng_position_out_of_range state_missing_step_in_epoch state_step_is_text state_done_is_number
+state_negative_epoch state_unknown_field state_is_a_list state_step_is_float
+state_step_in_epoch_past_the_epoch state_step_does_not_add_up state_nan_loss state_invalid_json
 state_huge_number metrics_row_is_a_list metrics_step_is_text metrics_nested_too_deeply
 metrics_bad_utf8 config_json_invalid config_json_a_list config_json_bad_utf8
 config_json_huge_number disk_full_safetensors_checkpoint disk_full_torch_checkpoint disk_full_safetensors_adapter
@@ -524,3 +552,85 @@ def test_a_pickle_dropped_into_a_current_checkpoint_is_never_read(tiny_t5, tiny_
     assert main(train_args(ctx, run, "--resume")) == 0
     assert ckpt.load_checkpoint(run / "checkpoint").fingerprint is not None
     assert not marker.exists()
+
+
+def test_lock_held_by_another_process(finished, tiny_t5, tiny_data, tmp_path, capsys):  # noqa: F811
+    ctx = Ctx(tmp_path, tiny_t5, tiny_data, finished, capsys, None)  # type: ignore[arg-type]
+    run = copy_run(finished, tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cli_fails(ctx, train_args(ctx, run, "--resume"), f"is in use by pid {holder.pid}", run=run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(train_args(ctx, run, "--resume")) == 0  # the kernel dropped the lock with the process
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from superpos_trainer.run_folder import RunLock
+RunLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.lists(
+        st.sampled_from(
+            [
+                "optimizer",
+                "rng",
+                "state",
+                "param_groups",
+                "python",
+                "numpy",
+                "0",
+                "lr",
+                "pos",
+                "kind",
+                "betas",
+                "params",
+                "cuda_devices",
+                "fingerprint",
+            ]
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=6,
+    ),
+)
+def test_any_checkpoint_json_loads_or_is_one_line_naming_the_file(tmp_path_factory, path, value):
+    """checkpoint.json with one entry replaced (or added) anywhere: loads, or one RunFolderError naming a file."""
+    folder = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    param = torch.nn.Parameter(torch.ones(2, 3))
+    optimizer = torch.optim.AdamW([param], lr=0.1)
+    param.grad = torch.ones(2, 3)
+    optimizer.step()
+    ckpt.save_checkpoint(folder, {"w": param}, optimizer, {"step": 1}, {"options": {}})
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    node = meta
+    for key in path[:-1]:
+        child = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            break
+        node = child
+    if isinstance(node, dict):
+        node[path[-1]] = value
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    try:
+        found = ckpt.load_checkpoint(folder)
+    except RunFolderError as exc:
+        message = str(exc)
+        assert "\n" not in message and len(message) < 1000 and f"{folder}" in message, message[:300]
+        return
+    assert isinstance(found.optimizer["param_groups"], list) and isinstance(found.rng["torch"], torch.Tensor)

@@ -223,9 +223,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"adapter": str(Path(args.adapter)), "task": task.name, "split": args.split, **metrics}
     print(json.dumps(result, indent=2, sort_keys=True))
     if args.output:
-        from superpos_kernels.io import atomic_write_json
+        from .checkpoints import write_json
 
-        atomic_write_json(args.output, result)
+        write_json(Path(args.output), result)
     return 0
 
 

@@ -20,10 +20,16 @@ from .errors import RunFolderError, short_repr
 from .fingerprint import differences
 
 HYPERPARAMETERS = ("lr", "weight_decay", "betas", "eps")
+ADAM_STATE = frozenset({"step", "exp_avg", "exp_avg_sq"})  # what AdamW keeps per tensor (the trainer's optimizer)
 
 
 def check_checkpoint(
-    found: Checkpoint, fingerprint: dict[str, Any], method: Any, optimizer: torch.optim.Optimizer, fields: Sequence[Any]
+    found: Checkpoint,
+    fingerprint: dict[str, Any],
+    method: Any,
+    optimizer: torch.optim.Optimizer,
+    fields: Sequence[Any],
+    steps_per_epoch: int,
 ) -> dict[str, Any]:
     """The checked trainer state of ``found``; :class:`RunFolderError` if any part does not belong to this run."""
     folder = found.folder
@@ -36,9 +42,21 @@ def check_checkpoint(
                 f"{folder} to restart this run from step 0"
             )
     _check_tensors(found.trainable, method.trainable_state(), folder / "trainable.safetensors")
-    _check_optimizer(found.optimizer, optimizer, folder)
+    found.optimizer = _check_optimizer(found.optimizer, optimizer, folder)  # the checked state is what gets loaded
     _check_rng(found.rng, folder)
-    return checked_state(fields, found.state, folder / "trainer_state.json")
+    state = checked_state(fields, found.state, folder / "trainer_state.json")
+    _check_position(state, steps_per_epoch, folder / "trainer_state.json")
+    return state
+
+
+def _check_position(state: dict[str, Any], per_epoch: int, where: Any) -> None:
+    """The counters describe one point of this run's plan: step = epoch * steps per epoch + step_in_epoch."""
+    step, epoch, in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+    if in_epoch >= per_epoch or step != epoch * per_epoch + in_epoch:
+        raise RunFolderError(
+            f"{where}: step {step}, epoch {epoch}, step_in_epoch {in_epoch} is no position of this run "
+            f"({per_epoch} steps per epoch); the checkpoint is corrupt or another run's"
+        )
 
 
 def _check_tensors(saved: dict[str, torch.Tensor], current: dict[str, torch.Tensor], where: Any) -> None:
@@ -55,34 +73,44 @@ def _check_tensors(saved: dict[str, torch.Tensor], current: dict[str, torch.Tens
             )
 
 
-def _check_optimizer(saved: dict[str, Any], optimizer: torch.optim.Optimizer, folder: Any) -> None:
+def _check_optimizer(saved: dict[str, Any], optimizer: torch.optim.Optimizer, folder: Any) -> dict[str, Any]:
+    """The state dict to load: the saved per-tensor state (checked), this run's own parameter groups.
+
+    The groups' hyperparameters must equal this run's (so nothing is lost by taking the run's own groups, and a
+    group lacking a key or holding a wrong flag can never reach the optimizer).
+    """
     where = folder / ("checkpoint.json" if (folder / "checkpoint.json").is_file() else "optimizer_rng.pt")
     groups = saved["param_groups"]
-    if len(groups) != len(optimizer.param_groups):
-        raise RunFolderError(
-            f"{where}: the optimizer has {len(groups)} parameter group(s), this run {len(optimizer.param_groups)}"
-        )
-    params = []
-    for i, (old, new) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
-        if len(old["params"]) != len(new["params"]):
-            raise RunFolderError(f"{where}: optimizer group {i} holds another number of tensors than this run's")
+    current = optimizer.state_dict()["param_groups"]
+    if len(groups) != len(current):
+        raise RunFolderError(f"{where}: the optimizer has {len(groups)} parameter group(s), this run {len(current)}")
+    params: dict[int, torch.Tensor] = {}
+    for i, (old, new, live) in enumerate(zip(groups, current, optimizer.param_groups, strict=True)):
+        if old["params"] != new["params"]:
+            raise RunFolderError(f"{where}: optimizer group {i} holds other tensors than this run's")
         for key in HYPERPARAMETERS:
-            if key in old and _plain(old[key]) != _plain(new.get(key)):
+            if key in new and _plain(old.get(key)) != _plain(new[key]):
                 raise RunFolderError(
-                    f"{where}: optimizer group {i} has {key} {short_repr(old[key])}, this run's options give "
-                    f"{short_repr(new.get(key))}; the checkpoint is another run's"
+                    f"{where}: optimizer group {i} has {key} {short_repr(old.get(key))}, this run's options give "
+                    f"{short_repr(new[key])}; the checkpoint is another run's"
                 )
-        params += [(index, p) for index, p in zip(old["params"], new["params"], strict=True)]
-    by_index = dict(params)
+        params.update(zip(new["params"], live["params"], strict=True))
     for index, entries in saved["state"].items():
-        if index not in by_index:
+        if index not in params:
             raise RunFolderError(f"{where}: optimizer state for tensor {index}, which this run does not have")
+        missing = sorted(ADAM_STATE - set(entries))
+        if missing:
+            raise RunFolderError(f"{where}: optimizer state {index} lacks {', '.join(missing)}")
         for name, value in entries.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != by_index[index].shape:
+            shape = list(params[index].shape)
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise RunFolderError(f"{where}: optimizer state {index}.{name} must be a float tensor")
+            if value.dim() > 0 and list(value.shape) != shape:
                 raise RunFolderError(
                     f"{where}: optimizer state {index}.{name} has shape {list(value.shape)}, the tensor it "
-                    f"belongs to {list(by_index[index].shape)}"
+                    f"belongs to {shape}"
                 )
+    return {"state": saved["state"], "param_groups": current}
 
 
 def _plain(value: Any) -> Any:

@@ -350,7 +350,8 @@ class Trainer:
         from .resume_checks import check_checkpoint
 
         # Everything is checked before anything is loaded: a refused checkpoint leaves this run untouched.
-        state = check_checkpoint(found, self.fingerprint(), self.method, self.optimizer, fields(TrainState))
+        per_epoch = len(self.epoch_plan(0))
+        state = check_checkpoint(found, self.fingerprint(), self.method, self.optimizer, fields(TrainState), per_epoch)
         self.method.load_trainable_state({k: v.to(self.device) for k, v in found.trainable.items()})
         self.optimizer.load_state_dict(found.optimizer)
         ckpt.set_rng_state(found.rng)
