@@ -34,6 +34,7 @@ METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
 
 DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
 SEED_MAX = 2**32 - 1  # what every seeded generator here accepts (the data order multiplies it by 100_003)
+INT_MAX = 2**31 - 1  # the largest count option (int32)
 CONFIG_FILE_MAX_BYTES = 1 << 20  # a config file is a few lines; refuse anything that could be a bomb
 
 
@@ -129,13 +130,15 @@ class TrainConfig:
             "max_new_tokens",
             "eval_batch_size",
         )
+        # Counts past int32 overflow the tokenizer's and torch's index types: a traceback deep inside, not an answer.
         for name in positive:
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ConfigError(f"{_flag(name)} must be a positive integer, got {short_repr(getattr(self, name))}")
-        for name in ("max_steps", "train_limit", "eval_limit", "eval_steps", "save_steps"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= INT_MAX:
                 value = short_repr(getattr(self, name))
-                raise ConfigError(f"{_flag(name)} must be an integer >= 0 (0 = off/all), got {value}")
+                raise ConfigError(f"{_flag(name)} must be a positive integer (at most {INT_MAX}), got {value}")
+        for name in ("max_steps", "train_limit", "eval_limit", "eval_steps", "save_steps"):
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= INT_MAX:
+                value = short_repr(getattr(self, name))
+                raise ConfigError(f"{_flag(name)} must be an integer in [0, {INT_MAX}] (0 = off/all), got {value}")
         if not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {short_repr(self.seed)}")
         # NaN passes every < and >, and inf is no step size: each float option is a finite number in its range.
