@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
 from .errors import RunFolderError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs there are unlocked (one writer is then up to the user)
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
 LOG_NAME = "train.log"
@@ -76,6 +80,9 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        if fcntl is None:
+            self._fd = fd
+            return self
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
