@@ -287,7 +287,7 @@ def disk_full_on_metrics(ctx: Ctx) -> None:
     original = ckpt.atomic_write
     flaky = _fail_on_call(2, original)  # the 2nd metrics.jsonl write fails; other files are written normally
     ctx.monkeypatch.setattr(ckpt, "atomic_write", lambda p, w: (flaky if p.name == "metrics.jsonl" else original)(p, w))
-    cli_fails(ctx, train_args(ctx, run, "--eval-steps", "2"), "No space left on device")
+    cli_fails(ctx, train_args(ctx, run, "--eval-steps", "2"), f"cannot write {run / 'metrics.jsonl'}", "No space left")
     assert [r["step"] for r in ckpt.read_metrics(run / "metrics.jsonl")] == [2]  # the old file, whole
     ckpt.load_checkpoint(run / "checkpoint")  # the step-2 checkpoint still loads
     assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]

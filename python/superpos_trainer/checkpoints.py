@@ -250,13 +250,20 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """``superpos_kernels.io.atomic_write`` with the umask's file mode (its temporary file is created 0600)."""
+    """``superpos_kernels.io.atomic_write`` with the umask's file mode (its temporary file is created 0600); a
+    failed write (disk full, read-only folder) leaves the previous file whole and says so in one line."""
 
     def write_with_mode(tmp: str) -> None:
         write(tmp)
         follow_umask(Path(tmp))
 
-    atomic_write(path, write_with_mode)
+    try:
+        atomic_write(path, write_with_mode)
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot write {path}: {exc.strerror or exc}; the previous {path.name} (if any) is kept. Free space "
+            "(or fix the folder) and run the command again (a training run: with --resume)"
+        ) from exc
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
