@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from superpos_trainer import checkpoints as ckpt
 from superpos_trainer.cli import main
 
+# SUPERPOS_FUZZ_EXAMPLES=5000 turns the property tests into a longer fuzzing run (the default keeps them fast).
+FUZZ_EXAMPLES = int(os.environ.get("SUPERPOS_FUZZ_EXAMPLES", "150"))
 # Files that may change without the run changing: the log grows, the lock holds the pid of its last holder.
 VOLATILE = ("train.log", ".lock")
 
@@ -76,4 +79,4 @@ def finished_run(ctx: Ctx, out: Path, *extra: str) -> Path:
     return out
 
 
-__all__ = ["VOLATILE", "Ctx", "cli_fails", "copy_run", "finished_run", "snapshot", "train_args"]
+__all__ = ["FUZZ_EXAMPLES", "VOLATILE", "Ctx", "cli_fails", "copy_run", "finished_run", "snapshot", "train_args"]

@@ -22,7 +22,7 @@ from superpos_trainer.data import DataError, load_examples
 from superpos_trainer.errors import ConfigError, RunFolderError
 from superpos_trainer.train import TrainState
 
-from .bad_input_tools import Ctx, cli_fails, finished_run, train_args
+from .bad_input_tools import FUZZ_EXAMPLES, Ctx, cli_fails, finished_run, train_args
 from .data_fixtures import write_tiny_data_dir
 from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
 
@@ -223,7 +223,7 @@ JSON_SCALARS = st.one_of(
 JSON_VALUES = st.recursive(
     JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
 )
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _one_line(message: str, *any_of: str) -> None:

@@ -29,7 +29,7 @@ from superpos_trainer import guard, run_folder, state_codec, train
 from superpos_trainer.cli import main
 from superpos_trainer.errors import RunFolderError
 
-from .bad_input_tools import Ctx, cli_fails, copy_run, finished_run, snapshot, train_args
+from .bad_input_tools import FUZZ_EXAMPLES, Ctx, cli_fails, copy_run, finished_run, snapshot, train_args
 from .data_fixtures import write_tiny_data_dir
 from .model_fixtures import tiny_data, tiny_t5  # noqa: F401
 
@@ -579,7 +579,7 @@ time.sleep(120)
 """
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.lists(
         st.sampled_from(
