@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file, read_text_file
+from .config import (
+    FIELDS,
+    TrainConfig,
+    build_config,
+    config_from_dict,
+    read_config_file,
+    read_json_file,
+    read_text_file,
+)
 from .errors import ConfigError, SuperposError, clip, short_repr
 
 EXIT_USER_ERROR = 2
@@ -181,7 +189,7 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
 
     folder = _adapter_folder(args.adapter)
     saved_path = folder / "trainer_config.json"
-    saved = _read_json_file(saved_path) if saved_path.is_file() else {}
+    saved = read_json_file(saved_path) if saved_path.is_file() else {}
     config = config_from_dict(saved, str(saved_path))
     for key in ("model", "task", "eval_mode"):
         if getattr(args, key, None):
@@ -227,17 +235,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         write_json(Path(args.output), result)
     return 0
-
-
-def _read_json_file(path: Path) -> Any:
-    """A JSON file of the run/adapter folder; bad UTF-8, bad JSON or too deep nesting names the file."""
-    try:
-        return json.loads(read_text_file(path))
-    except json.JSONDecodeError as exc:
-        raise SuperposError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); the folder is corrupt") from None
-    except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting past the recursion limit
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else clip(str(exc), 120)
-        raise SuperposError(f"{path} is not valid JSON ({reason}); the folder is corrupt") from None
 
 
 def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:

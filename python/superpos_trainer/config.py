@@ -245,6 +245,20 @@ def read_text_file(path: Path, max_bytes: int | None = None) -> str:
         raise ConfigError(f"{path}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
+def read_json_file(path: Path) -> Any:
+    """A JSON file of a run or adapter folder; bad UTF-8, bad JSON, a huge number or deep nesting names the file."""
+    text = read_text_file(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"line {exc.lineno}: {exc.msg}"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:  # an integer of more than 4300 digits
+        reason = " ".join(str(exc).split())[:120]
+    raise ConfigError(f"{path} is not valid JSON ({reason}); the folder is corrupt")
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Options from a YAML (.yaml/.yml) or JSON file; keys may use - or _."""
     path = Path(path)
@@ -349,5 +363,6 @@ __all__ = [
     "default_data_dir",
     "option_defaults",
     "read_config_file",
+    "read_json_file",
     "read_text_file",
 ]

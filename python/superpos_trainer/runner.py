@@ -6,7 +6,6 @@ so a typo fails in a second, not after a minute of loading.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -93,13 +92,9 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder
 
 
 def _check_saved_config(saved_path: Path, config: TrainConfig) -> None:
-    from .config import read_text_file
+    from .config import read_json_file
 
-    text = read_text_file(saved_path)  # bad UTF-8: its own message, naming the line
-    try:
-        saved = json.loads(text)
-    except (ValueError, RecursionError):  # JSONDecodeError, a 5000-digit number, nested too deeply
-        raise RunFolderError(f"{saved_path} is not valid JSON; the run folder is corrupt") from None
+    saved = read_json_file(saved_path)
     if not isinstance(saved, dict):
         raise RunFolderError(f"{saved_path} must hold a JSON object of options; the run folder is corrupt")
     diffs = config_differences(saved, config.to_dict())
