@@ -308,6 +308,19 @@ config_json_bad_utf8 = _config_json_case(b'{"task": "\xff"}', "not valid UTF-8")
 config_json_huge_number = _config_json_case(b'{"epochs": ' + b"1" * 5001 + b"}", "not valid JSON")
 
 
+def _compare_case(name: str, text: bytes, *needles: str) -> Callable[[Ctx], None]:
+    def case(ctx: Ctx) -> None:
+        run = _run(ctx)
+        (run / name).write_bytes(text)
+        cli_fails(ctx, ["compare", str(run), "--output", str(ctx.tmp / "c.png")], name, *needles, run=run)
+
+    return case
+
+
+compare_config_json_a_list = _compare_case("config.json", b"[1]", "must hold a JSON object")
+compare_results_json_invalid = _compare_case("results.json", b'{"steps": 3,', "not valid JSON")
+
+
 # ---- point 5: a real full disk -------------------------------------------------------------------------------------
 
 
@@ -416,10 +429,10 @@ state_negative_epoch state_unknown_field state_is_a_list state_step_is_float
 state_step_in_epoch_past_the_epoch state_step_does_not_add_up state_nan_loss state_invalid_json
 state_huge_number metrics_row_is_a_list metrics_step_is_text metrics_nested_too_deeply
 metrics_bad_utf8 config_json_invalid config_json_a_list config_json_bad_utf8
-config_json_huge_number disk_full_safetensors_checkpoint disk_full_torch_checkpoint disk_full_safetensors_adapter
-device_meta_train device_meta_predict trainer_config_text_int trainer_config_list
-trainer_config_invalid trainer_config_bad_utf8 trainer_config_nan_lr trainer_config_deep
-resume_while_running start_in_a_folder_with_files
+config_json_huge_number compare_config_json_a_list compare_results_json_invalid disk_full_safetensors_checkpoint
+disk_full_torch_checkpoint disk_full_safetensors_adapter device_meta_train device_meta_predict
+trainer_config_text_int trainer_config_list trainer_config_invalid trainer_config_bad_utf8
+trainer_config_nan_lr trainer_config_deep resume_while_running start_in_a_folder_with_files
 """.split()
 CASES: dict[str, Callable[[Ctx], None]] = {name.replace("_", "-"): globals()[name] for name in _CASE_NAMES}
 

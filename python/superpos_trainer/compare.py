@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import read_metrics
+from .config import read_json_file
 from .errors import SuperposError
 from .plots import plot_comparison
 
@@ -16,10 +17,13 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise SuperposError(f"{run_dir} is not a run folder (no config.json)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = read_json_file(config_path)
     rows = read_metrics(run_dir / "metrics.jsonl")
     results_path = run_dir / "results.json"
-    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
+    results = read_json_file(results_path) if results_path.is_file() else {}
+    for path, data in ((config_path, config), (results_path, results)):
+        if not isinstance(data, dict):
+            raise SuperposError(f"{path} must hold a JSON object; {run_dir} is not a readable run folder")
     if "main_metric" in results:
         metric = results["main_metric"]
     else:
