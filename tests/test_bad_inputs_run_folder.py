@@ -290,6 +290,8 @@ def _metrics_case(line: str | bytes, *needles: str) -> Callable[[Ctx], None]:
 metrics_row_is_a_list = _metrics_case("[1, 2]", "not a metrics row")
 metrics_step_is_text = _metrics_case('{"step": "3"}', "not a metrics row")
 metrics_nested_too_deeply = _metrics_case("[" * 100_000 + "]" * 100_000, "is not JSON")
+metrics_loss_is_a_list = _metrics_case('{"step": 3, "train_loss": [1]}', "'train_loss' holds [1], not a number")
+metrics_epoch_is_text = _metrics_case('{"step": 3, "epoch": "one"}', "'epoch' holds 'one', not a number")
 metrics_bad_utf8 = _metrics_case(b'{"step": 3, "x": "\xff"}', "is not JSON")
 
 
@@ -428,11 +430,12 @@ rng_position_out_of_range state_missing_step_in_epoch state_step_is_text state_d
 state_negative_epoch state_unknown_field state_is_a_list state_step_is_float
 state_step_in_epoch_past_the_epoch state_step_does_not_add_up state_nan_loss state_invalid_json
 state_huge_number metrics_row_is_a_list metrics_step_is_text metrics_nested_too_deeply
-metrics_bad_utf8 config_json_invalid config_json_a_list config_json_bad_utf8
-config_json_huge_number compare_config_json_a_list compare_results_json_invalid disk_full_safetensors_checkpoint
-disk_full_torch_checkpoint disk_full_safetensors_adapter device_meta_train device_meta_predict
-trainer_config_text_int trainer_config_list trainer_config_invalid trainer_config_bad_utf8
-trainer_config_nan_lr trainer_config_deep resume_while_running start_in_a_folder_with_files
+metrics_loss_is_a_list metrics_epoch_is_text metrics_bad_utf8 config_json_invalid
+config_json_a_list config_json_bad_utf8 config_json_huge_number compare_config_json_a_list
+compare_results_json_invalid disk_full_safetensors_checkpoint disk_full_torch_checkpoint disk_full_safetensors_adapter
+device_meta_train device_meta_predict trainer_config_text_int trainer_config_list
+trainer_config_invalid trainer_config_bad_utf8 trainer_config_nan_lr trainer_config_deep
+resume_while_running start_in_a_folder_with_files
 """.split()
 CASES: dict[str, Callable[[Ctx], None]] = {name.replace("_", "-"): globals()[name] for name in _CASE_NAMES}
 

@@ -245,8 +245,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise RunFolderError(
                 f"{path} line {n} is not a metrics row (a JSON object with an integer step); the run folder is corrupt"
             )
+        bad = [k for k, v in row.items() if isinstance(v, list | dict) or (k in _NUMERIC and not _is_number(v))]
+        if bad:
+            raise RunFolderError(
+                f"{path} line {n}: {short_repr(bad[0], 40)} holds {short_repr(row[bad[0]], 40)}, not a number; "
+                "the run folder is corrupt"
+            )
         rows.append(row)
     return rows
+
+
+_NUMERIC = frozenset({"epoch", "train_loss", "wall_time", "train_examples_per_s"})  # plotted / compared as numbers
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:

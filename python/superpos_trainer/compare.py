@@ -30,7 +30,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         from .tasks import get_task
 
         metric = get_task(config["task"]).main_metric
-    values = [r.get(metric) for r in rows if r.get(metric) is not None]
+    values = [r[metric] for r in rows if isinstance(r.get(metric), int | float) and not isinstance(r[metric], bool)]
     best = max(values) if values else None
     best_row = next((r for r in rows if r.get(metric) == best), None) if values else None
     holdout = (results.get("holdout") or {}).get(metric)
