@@ -16,7 +16,9 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -28,6 +30,7 @@ from superpos_trainer import checkpoints as ckpt
 from superpos_trainer import guard, run_folder, state_codec, train
 from superpos_trainer.cli import main
 from superpos_trainer.errors import RunFolderError
+from superpos_trainer.resume_checks import check_checkpoint
 
 from .bad_input_tools import FUZZ_EXAMPLES, Ctx, cli_fails, copy_run, finished_run, snapshot, train_args
 from .data_fixtures import write_tiny_data_dir
@@ -165,6 +168,12 @@ def format_version_from_the_future(ctx: Ctx) -> None:
     run = _run(ctx)
     _edit_json(run / "checkpoint" / "checkpoint.json", lambda m: {**m, "format_version": 99})
     _resume_fails(ctx, run, "format version 99")
+
+
+def fingerprint_section_malformed(ctx: Ctx) -> None:
+    run = _run(ctx)
+    _edit_json(run / "checkpoint" / "checkpoint.json", lambda m: {**m, "fingerprint": {**m["fingerprint"], "model": 7}})
+    _resume_fails(ctx, run, "belongs to another run", "model.class: None -> 'T5ForConditionalGeneration'")
 
 
 def checkpoint_json_without_fingerprint(ctx: Ctx) -> None:
@@ -424,18 +433,18 @@ def start_in_a_folder_with_files(ctx: Ctx) -> None:
 _CASE_NAMES = """
 pickle_in_torch_zip pickle_raw checkpoint_from_an_lr_05_run checkpoint_of_another_model
 resume_with_other_data checkpoint_with_another_n checkpoint_of_another_method optimizer_state_of_another_shape
-optimizer_lr_edited format_version_from_the_future checkpoint_json_without_fingerprint checkpoint_json_wrong_types
-rng_tensor_missing optimizer_state_incomplete optimizer_group_without_lr rng_state_impossible
-rng_position_out_of_range state_missing_step_in_epoch state_step_is_text state_done_is_number
-state_negative_epoch state_unknown_field state_is_a_list state_step_is_float
-state_step_in_epoch_past_the_epoch state_step_does_not_add_up state_nan_loss state_invalid_json
-state_huge_number metrics_row_is_a_list metrics_step_is_text metrics_nested_too_deeply
-metrics_loss_is_a_list metrics_epoch_is_text metrics_bad_utf8 config_json_invalid
-config_json_a_list config_json_bad_utf8 config_json_huge_number compare_config_json_a_list
-compare_results_json_invalid disk_full_safetensors_checkpoint disk_full_torch_checkpoint disk_full_safetensors_adapter
-device_meta_train device_meta_predict trainer_config_text_int trainer_config_list
-trainer_config_invalid trainer_config_bad_utf8 trainer_config_nan_lr trainer_config_deep
-resume_while_running start_in_a_folder_with_files
+optimizer_lr_edited format_version_from_the_future fingerprint_section_malformed checkpoint_json_without_fingerprint
+checkpoint_json_wrong_types rng_tensor_missing optimizer_state_incomplete optimizer_group_without_lr
+rng_state_impossible rng_position_out_of_range state_missing_step_in_epoch state_step_is_text
+state_done_is_number state_negative_epoch state_unknown_field state_is_a_list
+state_step_is_float state_step_in_epoch_past_the_epoch state_step_does_not_add_up state_nan_loss
+state_invalid_json state_huge_number metrics_row_is_a_list metrics_step_is_text
+metrics_nested_too_deeply metrics_loss_is_a_list metrics_epoch_is_text metrics_bad_utf8
+config_json_invalid config_json_a_list config_json_bad_utf8 config_json_huge_number
+compare_config_json_a_list compare_results_json_invalid disk_full_safetensors_checkpoint disk_full_torch_checkpoint
+disk_full_safetensors_adapter device_meta_train device_meta_predict trainer_config_text_int
+trainer_config_list trainer_config_invalid trainer_config_bad_utf8 trainer_config_nan_lr
+trainer_config_deep resume_while_running start_in_a_folder_with_files
 """.split()
 CASES: dict[str, Callable[[Ctx], None]] = {name.replace("_", "-"): globals()[name] for name in _CASE_NAMES}
 
@@ -625,14 +634,16 @@ time.sleep(120)
         max_leaves=6,
     ),
 )
-def test_any_checkpoint_json_loads_or_is_one_line_naming_the_file(tmp_path_factory, path, value):
-    """checkpoint.json with one entry replaced (or added) anywhere: loads, or one RunFolderError naming a file."""
+def test_any_checkpoint_json_resumes_or_is_one_line_naming_the_file(tmp_path_factory, path, value):
+    """checkpoint.json with one entry replaced (or added) anywhere: the resume checks pass and the optimizer takes
+    the state, or there is one RunFolderError naming a file of the checkpoint."""
     folder = tmp_path_factory.mktemp("ckpt") / "checkpoint"
     param = torch.nn.Parameter(torch.ones(2, 3))
     optimizer = torch.optim.AdamW([param], lr=0.1)
     param.grad = torch.ones(2, 3)
     optimizer.step()
-    ckpt.save_checkpoint(folder, {"w": param}, optimizer, {"step": 1}, {"options": {}})
+    state = asdict(train.TrainState(step=1, epoch=1))
+    ckpt.save_checkpoint(folder, {"w": param}, optimizer, state, {"options": {"lr": 0.1}})
     meta = json.loads((folder / "checkpoint.json").read_text())
     node = meta
     for key in path[:-1]:
@@ -643,10 +654,17 @@ def test_any_checkpoint_json_loads_or_is_one_line_naming_the_file(tmp_path_facto
     if isinstance(node, dict):
         node[path[-1]] = value
     (folder / "checkpoint.json").write_text(json.dumps(meta))
+    method = SimpleNamespace(trainable_state=lambda: {"w": param.detach()})
     try:
         found = ckpt.load_checkpoint(folder)
+        checked = check_checkpoint(found, {"options": {"lr": 0.1}}, method, optimizer, fields(train.TrainState), 1)
     except RunFolderError as exc:
         message = str(exc)
         assert "\n" not in message and len(message) < 1000 and f"{folder}" in message, message[:300]
         return
-    assert isinstance(found.optimizer["param_groups"], list) and isinstance(found.rng["torch"], torch.Tensor)
+    optimizer.load_state_dict(found.optimizer)  # what the trainer does next: it must take the checked state
+    state_codec.set_rng_state(found.rng)
+    assert checked == state
+    param.grad = torch.ones(2, 3)
+    optimizer.step()
+    assert torch.isfinite(param).all()

@@ -38,7 +38,7 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_folder)`` then swap it in as ``target`` (see the module docstring)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Temp folders of writes killed earlier (SIGKILL skips the cleanup below); one writer per run folder (rank 0).
+    # Temp folders of writes killed earlier (SIGKILL skips the cleanup below); only the run lock's holder writes here.
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))

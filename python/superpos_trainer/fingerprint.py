@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import RESUME_FREE_KEYS, TrainConfig, option_defaults
+from .errors import short_repr
 
 
 def _rows_hash(examples: Sequence[Any]) -> str:
@@ -50,18 +51,14 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     defaults = option_defaults()
     diffs = []
     for section in ("options", "model", "data"):
-        old, new = saved.get(section) or {}, current.get(section) or {}
+        old, new = saved.get(section), current.get(section) or {}
+        old = old if isinstance(old, dict) else {}  # a malformed section differs in every entry
         for key in sorted(set(old) | set(new)):
             fallback = defaults.get(key) if section == "options" else None
             before = old.get(key, fallback)
             if before != new.get(key, fallback):
-                diffs.append(f"{section}.{key}: {_short(before)} -> {_short(new.get(key, fallback))}")
+                diffs.append(f"{section}.{key}: {short_repr(before)} -> {short_repr(new.get(key, fallback))}")
     return diffs
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 __all__ = ["differences", "run_fingerprint"]
