@@ -179,14 +179,8 @@ def _adapter_folder(path: str) -> Path:
     return folder
 
 
-def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
-    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
-    from .collate import Encoder
-    from .methods import load_method
-    from .models import load_model
-    from .runner import check_device
-    from .tasks import get_task
-
+def _saved_config(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
+    """``(adapter folder, its trainer config with the flags applied)``: everything checked before a model loads."""
     folder = _adapter_folder(args.adapter)
     saved_path = folder / "trainer_config.json"
     saved = read_json_file(saved_path) if saved_path.is_file() else {}
@@ -198,6 +192,18 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
         raise SuperposError(f"{folder} has no trainer_config.json; pass --model and --task")
     if args.batch_size < 1:
         raise SuperposError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    return folder, config
+
+
+def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
+    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
+    from .collate import Encoder
+    from .methods import load_method
+    from .models import load_model
+    from .runner import check_device
+    from .tasks import get_task
+
+    folder, config = _saved_config(args)
     task = get_task(config.task)
     device = check_device(args.device)
     loaded = load_model(config.model, config.model_type, device)
@@ -282,9 +288,10 @@ def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import predict_texts
+    from .tasks import get_task
 
+    sources = _predict_rows(args, get_task(_saved_config(args)[1].task))  # bad input fails before the model loads
     config, task, method, encoder, device = _inference_setup(args)
-    sources = _predict_rows(args, task)
     encoded = [encoder.encode(s, task.label_words[0]) for s in sources]
     texts = predict_texts(
         method, encoder, encoded, config.eval_mode, task.label_words, args.batch_size, config.max_new_tokens, device
