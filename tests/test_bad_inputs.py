@@ -13,12 +13,9 @@ byte for byte before and after (``train.log`` may only grow). Documented safe be
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import math
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,58 +26,14 @@ from superpos_trainer.cli import main
 from superpos_kernels import SuperPosPrompt
 from superpos_kernels.ops import superpos_embed
 
+from .bad_input_tools import Ctx, cli_fails, copy_run, train_args
 from .data_fixtures import write_tiny_data_dir
 
 V, N, M, D = 50, 3, 5, 8
 
 
-@dataclass
-class Ctx:
-    tmp: Path
-    t5: Path
-    data: Path
-    finished: Path
-    capsys: pytest.CaptureFixture
-    monkeypatch: pytest.MonkeyPatch
-
-
-def _train_args(ctx: Ctx, out: Path, *extra: str, data: Path | None = None, task: str = "sst2") -> list[str]:
-    fixed = "--epochs 1 --batch-size 4 --num-prompt-tokens 4 --num-sampled-tokens 16 --max-length 64 --save-steps 2"
-    fixed += " --eval-mode rank --train-limit 0 --eval-limit 0 --no-progress"
-    paths = ["--model", str(ctx.t5), "--data-dir", str(data or ctx.data), "--output-dir", str(out)]
-    return ["train", "--task", task, *paths, *fixed.split(), *extra]
-
-
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "train.log"
-    }
-
-
-def _cli_fails(ctx: Ctx, args: list[str], *needles: str, run: Path | None = None) -> str:
-    """The CLI exits 2 with one clear line naming the problem; ``run`` (if given) is left byte-identical."""
-    before = _snapshot(run) if run is not None else None
-    ctx.capsys.readouterr()
-    assert main(args) == 2
-    err = ctx.capsys.readouterr().err
-    last = err.strip().splitlines()[-1]  # progress logs may come first
-    assert "Traceback" not in err and last.startswith("superpos train: error: "), err
-    for needle in needles:
-        assert needle in last, (needle, last)
-    if run is not None:
-        assert _snapshot(run) == before
-    return err
-
-
 def _copy_run(ctx: Ctx) -> Path:
-    """A copy of a finished run, its config pointing at the copy (a resume rewrites config.json byte-identically)."""
-    run = ctx.tmp / "run"
-    shutil.copytree(ctx.finished, run)
-    config = json.loads((run / "config.json").read_text())
-    ckpt.write_json(run / "config.json", {**config, "output_dir": str(run)})
-    return run
+    return copy_run(ctx.finished, ctx.tmp / "run")
 
 
 def _broken_data(ctx: Ctx, rel: str, edit: Callable[[bytes], bytes]) -> Path:
@@ -229,78 +182,78 @@ def trainer_zero_length_text(ctx: Ctx) -> None:
 def cli_truncated_jsonl(ctx: Ctx) -> None:
     data = _broken_data(ctx, "superglue/rte/train.jsonl", lambda b: b[: len(b) - 25])
     out = ctx.tmp / "out"
-    _cli_fails(ctx, _train_args(ctx, out, data=data, task="rte"), "train.jsonl:12: invalid JSON", "truncated")
+    cli_fails(ctx, train_args(ctx, out, data=data, task="rte"), "train.jsonl:12: invalid JSON", "truncated")
     assert not out.exists()
 
 
 def cli_truncated_tsv(ctx: Ctx) -> None:
     data = _broken_data(ctx, "glue/sst2/train.tsv", lambda b: b[: b.rindex(b"\t")])
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", data=data), "train.tsv:13: expected 2", "truncated")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", data=data), "train.tsv:13: expected 2", "truncated")
 
 
 def cli_unknown_label(ctx: Ctx) -> None:
     data = _broken_data(ctx, "glue/sst2/train.tsv", lambda b: b.replace(b"\t1\n", b"\tmaybe\n", 1))
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", data=data), "unknown label 'maybe'")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", data=data), "unknown label 'maybe'")
 
 
 def cli_header_only_split(ctx: Ctx) -> None:
     data = _broken_data(ctx, "glue/sst2/train.tsv", lambda b: b.split(b"\n")[0] + b"\n")
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", data=data), "no examples in the train split")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", data=data), "no examples in the train split")
 
 
 def cli_not_utf8(ctx: Ctx) -> None:
     data = _broken_data(ctx, "glue/sst2/dev.tsv", lambda b: b.replace(b"film", b"f\xffm", 1))
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", data=data), "dev.tsv:2: not valid UTF-8")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", data=data), "dev.tsv:2: not valid UTF-8")
 
 
 # ---- the CLI: options and folders -----------------------------------------------------------------------------------
 
 
 def cli_max_length_below_prompt(ctx: Ctx) -> None:
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", "--max-length", "4"), "--max-length 4", "prompt")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", "--max-length", "4"), "--max-length 4", "prompt")
 
 
 def cli_batch_size_zero(ctx: Ctx) -> None:
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", "--batch-size", "0"), "--batch-size must be a positive")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", "--batch-size", "0"), "--batch-size must be a positive")
 
 
 def cli_nan_lr(ctx: Ctx) -> None:
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", "--lr", "nan"), "--lr must be > 0")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", "--lr", "nan"), "--lr must be a finite number > 0")
 
 
 def cli_bad_device(ctx: Ctx) -> None:
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "out", "--device", "gpu0"), "--device 'gpu0' is not a device")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "out", "--device", "gpu0"), "--device 'gpu0' is not a device")
 
 
 def cli_unwritable_output(ctx: Ctx) -> None:
     (ctx.tmp / "a_file").write_text("x")
-    _cli_fails(ctx, _train_args(ctx, ctx.tmp / "a_file" / "run"), "cannot write to output folder")
+    cli_fails(ctx, train_args(ctx, ctx.tmp / "a_file" / "run"), "cannot write to output folder")
 
 
 def resume_different_config(ctx: Ctx) -> None:
     run = _copy_run(ctx)
-    args = _train_args(ctx, run, "--num-sampled-tokens", "8", "--resume")
-    _cli_fails(ctx, args, "different config", "num_sampled_tokens: 16 -> 8", run=run)
+    args = train_args(ctx, run, "--num-sampled-tokens", "8", "--resume")
+    cli_fails(ctx, args, "different config", "num_sampled_tokens: 16 -> 8", run=run)
 
 
 def resume_with_truncated_data(ctx: Ctx) -> None:
     run = _copy_run(ctx)
     data = _broken_data(ctx, "glue/sst2/train.tsv", lambda b: b[: b.rindex(b"\t")])
-    _cli_fails(ctx, _train_args(ctx, run, "--resume", data=data), "train.tsv:13", run=run)
+    cli_fails(ctx, train_args(ctx, run, "--resume", data=data), "train.tsv:13", run=run)
 
 
 def resume_corrupt_checkpoint(ctx: Ctx) -> None:
     run = _copy_run(ctx)
     weights = run / "checkpoint" / "trainable.safetensors"
     weights.write_bytes(weights.read_bytes()[:40])
-    _cli_fails(ctx, _train_args(ctx, run, "--resume"), "checkpoint", "is unreadable", run=run)
+    cli_fails(ctx, train_args(ctx, run, "--resume"), "checkpoint", "is unreadable", run=run)
 
 
 def resume_garbled_metrics(ctx: Ctx) -> None:
     run = _copy_run(ctx)
     metrics = run / "metrics.jsonl"
     metrics.write_text(metrics.read_text()[:-15] + "\n")
-    _cli_fails(ctx, _train_args(ctx, run, "--resume"), "metrics.jsonl line 1 is not JSON", run=run)
+    cli_fails(ctx, train_args(ctx, run, "--resume"), "metrics.jsonl line 1 is not JSON", run=run)
 
 
 def _fail_on_call(n: int, target: Callable) -> Callable:
@@ -317,23 +270,26 @@ def _fail_on_call(n: int, target: Callable) -> Callable:
 
 def disk_full_on_checkpoint(ctx: Ctx) -> None:
     run = ctx.tmp / "run"
-    ctx.monkeypatch.setattr(ckpt, "save_file", _fail_on_call(2, ckpt.save_file))  # checkpoint 2 of 2 (step 3)
-    _cli_fails(ctx, _train_args(ctx, run), "No space left on device", "is kept", "--resume")
+    # checkpoint 2 of 2 (step 3); each checkpoint writes two safetensors files
+    ctx.monkeypatch.setattr(ckpt, "save_file", _fail_on_call(3, ckpt.save_file))
+    cli_fails(ctx, train_args(ctx, run), "No space left on device", "is kept", "--resume")
     loaded = ckpt.load_checkpoint(run / "checkpoint")
-    assert loaded is not None and loaded[2]["step"] == 2
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert loaded is not None and loaded.state["step"] == 2
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temp folder left
     ctx.monkeypatch.undo()  # space freed: the run continues
-    assert main(_train_args(ctx, run, "--resume")) == 0
+    assert main(train_args(ctx, run, "--resume")) == 0
     assert json.loads((run / "results.json").read_text())["steps"] == 3
 
 
 def disk_full_on_metrics(ctx: Ctx) -> None:
     run = ctx.tmp / "run"
-    ctx.monkeypatch.setattr(ckpt, "atomic_write", _fail_on_call(2, ckpt.atomic_write))  # the 2nd metrics write
-    _cli_fails(ctx, _train_args(ctx, run, "--eval-steps", "2"), "No space left on device")
+    original = ckpt.atomic_write
+    flaky = _fail_on_call(2, original)  # the 2nd metrics.jsonl write fails; other files are written normally
+    ctx.monkeypatch.setattr(ckpt, "atomic_write", lambda p, w: (flaky if p.name == "metrics.jsonl" else original)(p, w))
+    cli_fails(ctx, train_args(ctx, run, "--eval-steps", "2"), f"cannot write {run / 'metrics.jsonl'}", "No space left")
     assert [r["step"] for r in ckpt.read_metrics(run / "metrics.jsonl")] == [2]  # the old file, whole
     ckpt.load_checkpoint(run / "checkpoint")  # the step-2 checkpoint still loads
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
 
 
 CASES: dict[str, Callable[[Ctx], None]] = {
@@ -355,7 +311,7 @@ CASES: dict[str, Callable[[Ctx], None]] = {
 def finished(tiny_t5, tiny_data, tmp_path_factory) -> Path:
     ctx = Ctx(Path(), tiny_t5, tiny_data, Path(), None, None)  # type: ignore[arg-type]
     run = tmp_path_factory.mktemp("bad-inputs") / "finished"
-    assert main(_train_args(ctx, run)) == 0
+    assert main(train_args(ctx, run)) == 0
     return run
 
 

@@ -67,7 +67,7 @@ def _assert_run_folder_readable(run: Path) -> int:
         if found is not None:
             assert all(torch.isfinite(t).all() for t in _adapter(found).values())
     loaded = ckpt.load_checkpoint(run / "checkpoint")  # raises on any unreadable piece
-    return 0 if loaded is None else loaded[2]["step"]
+    return 0 if loaded is None else loaded.state["step"]
 
 
 # One subprocess pays the imports once, then forks one child per fault (before any torch op ran in it, so no

@@ -13,10 +13,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .config import FIELDS, TrainConfig, build_config, config_from_dict, read_config_file
-from .errors import SuperposError
+from .config import (
+    FIELDS,
+    TrainConfig,
+    build_config,
+    config_from_dict,
+    read_config_file,
+    read_json_file,
+    read_text_file,
+)
+from .errors import ConfigError, SuperposError, clip, short_repr
 
 EXIT_USER_ERROR = 2
 
@@ -67,8 +75,21 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
 
 
+class _UsageError(Exception):
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {clip(message, 300)} (see {prog} --help)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one bounded line and exit 2 (argparse quotes the whole bad value
+    and prints the usage block first). ``main`` prints it; --help still exits through argparse."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="superpos",
         description="SuperPos-Prompt soft-prompt tuning of frozen language models (and its baselines).",
     )
@@ -131,7 +152,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     file_options = read_config_file(args.config) if args.config else {}
     cli_options = {name: getattr(args, name) for name in FIELDS}
-    config = build_config(file_options, cli_options)
+    try:
+        config = build_config(file_options, cli_options)
+    except ConfigError as exc:  # name the config file when the refused value came from it
+        from_file = [n for n in file_options if cli_options.get(n) is None and f"--{n.replace('_', '-')} " in str(exc)]
+        if from_file:
+            raise ConfigError(f"{exc} (set in config file {args.config})") from None
+        raise
     from .distributed import process_group
 
     with process_group(config.device):  # joins torchrun's process group when launched by it; else a no-op
@@ -153,17 +180,12 @@ def _adapter_folder(path: str) -> Path:
     return folder
 
 
-def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
-    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
-    from .collate import Encoder
-    from .methods import load_method
-    from .models import load_model, resolve_device
-    from .tasks import get_task
-
+def _saved_config(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
+    """``(adapter folder, its trainer config with the flags applied)``: everything checked before a model loads."""
     folder = _adapter_folder(args.adapter)
     saved_path = folder / "trainer_config.json"
-    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
-    config = config_from_dict(saved)
+    saved = read_json_file(saved_path) if saved_path.is_file() else {}
+    config = config_from_dict(saved, str(saved_path))
     for key in ("model", "task", "eval_mode", "rank_score"):
         if getattr(args, key, None):
             setattr(config, key, getattr(args, key))
@@ -171,8 +193,20 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
         raise SuperposError(f"{folder} has no trainer_config.json; pass --model and --task")
     if args.batch_size < 1:
         raise SuperposError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    return folder, config
+
+
+def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
+    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
+    from .collate import Encoder
+    from .methods import load_method
+    from .models import load_model
+    from .runner import check_device
+    from .tasks import get_task
+
+    folder, config = _saved_config(args)
     task = get_task(config.task)
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     loaded = load_model(config.model, config.model_type, device)
     method = load_method(folder, loaded)
     encoder = Encoder(
@@ -220,42 +254,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"adapter": str(Path(args.adapter)), "task": task.name, "split": args.split, **metrics}
     print(json.dumps(result, indent=2, sort_keys=True))
     if args.output:
-        from superpos_kernels.io import atomic_write_json
+        from .checkpoints import write_json
 
-        atomic_write_json(args.output, result)
+        write_json(Path(args.output), result)
     return 0
 
 
 def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
+    from .data import check_text, parse_json_line
+
     sources: list[str] = []
     if args.text:
         if len(task.fields) != 1:
             names = ", ".join(key for _, key in task.fields)
             raise SuperposError(f"task {task.name} reads several fields ({names}); pass --json rows instead of --text")
+        for text in args.text:
+            check_text(text, "--text")
         sources += [task.source_text({task.fields[0][1]: t}) for t in args.text]
-    rows: list[Any] = []
+    rows: list[tuple[str, Any]] = []
     for raw in args.rows:
-        try:
-            rows.append(json.loads(raw))
-        except json.JSONDecodeError as exc:
-            raise SuperposError(f"--json {raw!r} is not JSON: {exc}") from None
+        where = f"--json {short_repr(raw, 60)}"
+        check_text(raw, where)
+        rows.append((where, parse_json_line(raw, where)))
     if args.input:
         path = Path(args.input)
         if not path.is_file():
             raise SuperposError(f"--input file {path} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_text_file(path).split("\n"), 1):
             if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise SuperposError(f"{path} line {n} is not JSON") from None
-    for row in rows:
+                where = f"--input {path}:{n}"
+                if "\r" in line.rstrip("\r"):
+                    raise SuperposError(f"{where}: carriage return inside a line (CR-only line endings?)")
+                rows.append((where, parse_json_line(line, where)))
+    for where, row in rows:
         if not isinstance(row, dict):
-            raise SuperposError(f"an input row must be a JSON object with the task's fields, got {row!r}")
+            raise SuperposError(
+                f"{where}: an input row must be a JSON object with the task's fields, got {type(row).__name__}"
+            )
         missing = [key for _, key in task.fields if key not in row]
         if missing:
-            raise SuperposError(f"input row {row!r} lacks field(s) {', '.join(missing)} of task {task.name}")
-        sources.append(task.source_text(row))
+            raise SuperposError(f"{where}: the row lacks field(s) {', '.join(missing)} of task {task.name}")
+        try:
+            sources.append(task.source_text(row))
+        except ValueError as exc:  # tasks.RowError: a field of the wrong type
+            raise SuperposError(f"{where}: {clip(str(exc), 200)}") from None
     if not sources:
         raise SuperposError("nothing to predict: pass --text, --json or --input")
     return sources
@@ -263,9 +305,10 @@ def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import predict_texts
+    from .tasks import get_task
 
+    sources = _predict_rows(args, get_task(_saved_config(args)[1].task))  # bad input fails before the model loads
     config, task, method, encoder, device = _inference_setup(args)
-    sources = _predict_rows(args, task)
     encoded = [encoder.encode(s, task.label_words[0]) for s in sources]
     texts = predict_texts(
         method,
@@ -314,7 +357,11 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -323,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_error_types() as exc:
         if os.environ.get("SUPERPOS_DEBUG"):
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = clip(str(exc), 2000) or type(exc).__name__  # one line, never a whole file
         print(f"superpos {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 

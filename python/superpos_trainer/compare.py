@@ -18,7 +18,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     rows = folder.metrics()
     results = folder.results() if folder.finished else {}
     metric = folder.main_metric()
-    values = [r.get(metric) for r in rows if r.get(metric) is not None]
+    values = [r[metric] for r in rows if isinstance(r.get(metric), int | float) and not isinstance(r[metric], bool)]
     best = max(values) if values else None
     best_row = next((r for r in rows if r.get(metric) == best), None) if values else None
     holdout = (results.get("holdout") or {}).get(metric)

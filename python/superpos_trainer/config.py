@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, short_repr
 
 METHODS = ("superpos", "prompt", "residual", "full")
 
@@ -32,6 +33,9 @@ METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
 }
 
 DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
+SEED_MAX = 2**32 - 1  # what every seeded generator here accepts (the data order multiplies it by 100_003)
+INT_MAX = 2**31 - 1  # the largest count option (int32)
+CONFIG_FILE_MAX_BYTES = 1 << 20  # a config file is a few lines; refuse anything that could be a bomb
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False) -> Any:
@@ -111,7 +115,7 @@ class TrainConfig:
         """A copy with method defaults filled in and every value checked."""
         cfg = dataclasses.replace(self)
         if cfg.method not in METHODS:
-            raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method {short_repr(cfg.method)}; choose one of {', '.join(METHODS)}")
         lr, wd = METHOD_DEFAULTS[cfg.method]
         cfg.lr = lr if cfg.lr is None else float(cfg.lr)
         cfg.weight_decay = wd if cfg.weight_decay is None else float(cfg.weight_decay)
@@ -123,7 +127,7 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices and value not in choices:
-                raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
+                raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(choices)}, got {short_repr(value)}")
         positive = (
             "num_prompt_tokens",
             "num_sampled_tokens",
@@ -136,18 +140,30 @@ class TrainConfig:
             "max_new_tokens",
             "eval_batch_size",
         )
+        # Counts past int32 overflow the tokenizer's and torch's index types: a traceback deep inside, not an answer.
         for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{_flag(name)} must be a positive integer, got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= INT_MAX:
+                value = short_repr(getattr(self, name))
+                raise ConfigError(f"{_flag(name)} must be a positive integer (at most {INT_MAX}), got {value}")
         for name in ("max_steps", "train_limit", "eval_limit", "eval_steps", "save_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"{_flag(name)} must be an integer >= 0 (0 = off/all), got {getattr(self, name)!r}")
-        if not 0.0 <= float(self.holdout_fraction) < 1.0:
-            raise ConfigError(f"--holdout-fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.lr is not None and not float(self.lr) > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if self.weight_decay is not None and float(self.weight_decay) < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+            if not _is_int(getattr(self, name)) or not 0 <= getattr(self, name) <= INT_MAX:
+                value = short_repr(getattr(self, name))
+                raise ConfigError(f"{_flag(name)} must be an integer in [0, {INT_MAX}] (0 = off/all), got {value}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {short_repr(self.seed)}")
+        # NaN passes every < and >, and inf is no step size: each float option is a finite number in its range.
+        ranges = {"holdout_fraction": "in [0, 1)", "lr": "> 0", "weight_decay": ">= 0"}
+        for name, shown in ranges.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            low_ok = finite and (value > 0 if name == "lr" else value >= 0)
+            if not (low_ok and (name != "holdout_fraction" or value < 1)):
+                raise ConfigError(f"{_flag(name)} must be a finite number {shown}, got {short_repr(value)}")
+        for name in ("model", "task", "device"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{_flag(name)} must be a non-empty text, got {short_repr(getattr(self, name))}")
         if self.method != "full" and self.max_length <= self.num_prompt_tokens:
             raise ConfigError(
                 f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
@@ -169,37 +185,88 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, source: str = "config file") -> Any:
     """Type-check one value from a config file (CLI values are already typed by argparse)."""
     f = FIELDS[name]
     kind = f.type if isinstance(f.type, str) else str(f.type)
     if value is None:
         if "None" in kind:
             return None
-        raise ConfigError(f"option {name!r} cannot be null")
+        raise ConfigError(f"{source}: option {name!r} cannot be null")
     try:
         if kind.startswith("bool"):
             if isinstance(value, bool):
                 return value
             raise TypeError
         if kind.startswith("int"):
-            if isinstance(value, bool) or float(value) != int(value):
-                raise TypeError
-            return int(value)
+            if _is_int(value):
+                return value
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():  # 3.0 (YAML/JSON) is 3
+                return int(value)
+            raise TypeError
         if kind.startswith("float"):
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError
-            return float(value)
+            return float(value)  # finiteness is validate()'s job, with the option's own message
         if kind.startswith("str"):
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise TypeError
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"option {name!r} expects {kind}, got {value!r}") from None
+            text = str(value)
+            text.encode("utf-8")  # a lone surrogate (JSON "\ud800") is not text
+            return text
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{source}: option {name!r} expects {kind}, got {short_repr(value)}") from None
     return value
+
+
+def _no_aliases_loader() -> type:
+    """PyYAML's safe loader without anchors/aliases: a few hundred bytes of nested aliases expand to gigabytes."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ConfigError(
+                    f"{self.name}:{mark.line + 1}: YAML aliases (*name) are not supported in a config file; "
+                    "write the value out"
+                )
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
+def read_text_file(path: Path, max_bytes: int | None = None) -> str:
+    """The UTF-8 text of ``path``; a bad byte is a ``ConfigError`` naming the file and line."""
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise ConfigError(f"{path} is {path.stat().st_size} bytes; a config file is at most {max_bytes}")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file of a run or adapter folder; bad UTF-8, bad JSON, a huge number or deep nesting names the file."""
+    text = read_text_file(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"line {exc.lineno}: {exc.msg}"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:  # an integer of more than 4300 digits
+        reason = " ".join(str(exc).split())[:120]
+    raise ConfigError(f"{path} is not valid JSON ({reason}); the folder is corrupt")
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -207,26 +274,37 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, CONFIG_FILE_MAX_BYTES)
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            loader = _no_aliases_loader()(text)
+            loader.name = str(path)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
         else:
             data = json.loads(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both mean "not parseable"
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    except ConfigError:
+        raise
+    except (Exception, RecursionError) as exc:  # YAMLError / JSONDecodeError / too deep: all "not parseable"
+        kind = path.suffix.lstrip(".") or "JSON"
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:300]
+        raise ConfigError(f"config file {path} is not valid {kind}: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value, got {type(data).__name__}")
+    return _options_from(data, f"config file {path}")
+
+
+def _options_from(data: dict[Any, Any], source: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in FIELDS:
-            raise ConfigError(f"config file {path}: unknown option {key!r} (see superpos train --help)")
-        options[name] = _coerce(name, value)
+            raise ConfigError(f"{source}: unknown option {short_repr(key)} (see superpos train --help)")
+        options[name] = _coerce(name, value, source)
     return options
 
 
@@ -244,23 +322,44 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
 LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum"}
 
 
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a saved (resolved) config; tolerant of keys added by newer versions being absent."""
-    known = {k: v for k, v in data.items() if k in FIELDS}
+def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:
+    """Rebuild a saved (resolved) config, each value type-checked; options it lacks (added later) get defaults.
+
+    Options a saved config predates take the value it ran with (:data:`LEGACY_VALUES`), else today's default.
+    Keys this version does not know (written by a newer one) are ignored; ``source`` names the file in errors.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a JSON object of option: value, got {type(data).__name__}")
+    known = {k: v for k, v in data.items() if str(k).replace("-", "_") in FIELDS}
     if known:  # a saved config (not a bare adapter): options it predates take the value it ran with
         known = {**LEGACY_VALUES, **known}
-    return TrainConfig(**known)
+    options = _options_from(known, source)
+    config = TrainConfig(**options)
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def option_defaults() -> dict[str, Any]:
+    return TrainConfig().to_dict()
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys (outside RESUME_FREE_KEYS) whose values differ, formatted ``key: saved -> current``."""
+    """Keys (outside RESUME_FREE_KEYS) whose values differ, formatted ``key: saved -> current``.
+
+    A key the saved config lacks (an option added after the run started) counts as its default value.
+    """
+    defaults = option_defaults()
     diffs = []
     saved = {**LEGACY_VALUES, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_FREE_KEYS:
             continue
-        if saved.get(key) != current.get(key):
-            diffs.append(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}")
+        before, now = saved.get(key, defaults.get(key)), current.get(key, defaults.get(key))
+        if before != now:
+            diffs.append(f"{key}: {short_repr(before)} -> {short_repr(now)}")
     return diffs
 
 
@@ -282,5 +381,8 @@ __all__ = [
     "config_differences",
     "config_from_dict",
     "default_data_dir",
+    "option_defaults",
     "read_config_file",
+    "read_json_file",
+    "read_text_file",
 ]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import clip, short_repr
 from .tasks import Example, RowError, Task, get_task
 
 SPLITS = ("train", "validation")
@@ -138,7 +139,7 @@ def load_examples(
     task = get_task(task)
     split = _check_split(split)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None (all examples), got {limit!r}")
+        raise ValueError(f"limit must be a positive integer or None (all examples), got {short_repr(limit)}")
     if data_dir is None:
         examples, origin = _load_hub(task, split), f"hub dataset {HUB_DATASETS[task.benchmark]}/{task.name} {split}"
     else:
@@ -157,7 +158,7 @@ def train_holdout_split(
     Examples sharing a ``group`` (MultiRC answers of one question) go to the same side.
     """
     if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float)):
-        raise TypeError(f"holdout_fraction must be a number in (0, 1), got {holdout_fraction!r}")
+        raise TypeError(f"holdout_fraction must be a number in (0, 1), got {short_repr(holdout_fraction)}")
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be strictly between 0 and 1, got {holdout_fraction}")
     groups = _groups(examples)
@@ -203,8 +204,41 @@ def _load_local(task: Task, split: str, data_dir: Path) -> tuple[list[Example], 
 def _format(task: Task, row: Mapping[str, Any], path: Path, lineno: int) -> Example:
     try:
         return task.format(row)
-    except RowError as err:
-        raise DataError(f"{path}:{lineno}: {err}") from None
+    except (RowError, ValueError, OverflowError) as err:  # ValueError: e.g. a label of 5000 digits
+        raise DataError(f"{path}:{lineno}: {clip(str(err), 300)}") from None
+
+
+def check_text(value: Any, where: str, depth: int = 0) -> None:
+    """``DataError`` when a string in ``value`` is not encodable text (a lone surrogate from a JSON ``\\ud800``
+    escape would otherwise fail deep inside the tokenizer, after the run folder was set up)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise DataError(
+                f"{where}: text holds a lone surrogate {value[err.start]!r} at character {err.start}, which is not "
+                "a character; fix the \\u escape in the file"
+            ) from None
+    elif isinstance(value, dict) and depth < 8:
+        for item in value.values():
+            check_text(item, where, depth + 1)
+    elif isinstance(value, list) and depth < 8:
+        for item in value:
+            check_text(item, where, depth + 1)
+
+
+def parse_json_line(text: str, where: str, unterminated: bool = False) -> Any:
+    """One JSON value; every failure (bad JSON, nested too deeply, a huge number, a lone surrogate) names ``where``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno}){_truncated(unterminated)}") from None
+    except RecursionError:
+        raise DataError(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise DataError(f"{where}: invalid JSON: {clip(str(err), 200)}") from None
+    check_text(obj, where)
+    return obj
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
@@ -222,6 +256,11 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
             if lineno == 1:
                 text = text.removeprefix("\ufeff")
             text = text.rstrip("\r\n")
+            if "\r" in text:  # never quote the line: with CR-only endings it is the whole file
+                raise DataError(
+                    f"{path}:{lineno}: carriage return inside a line (CR-only line endings?); convert the file "
+                    "to \\n (or \\r\\n) line endings"
+                )
             if text:
                 yield lineno, text, unterminated
 
@@ -242,7 +281,7 @@ def _read_tsv(path: Path, source: _Source) -> Iterator[tuple[int, dict[str, Any]
         if missing:
             raise DataError(
                 f"{path}:{header_line}: header lacks column(s) {', '.join(map(repr, missing))}; "
-                f"found {', '.join(map(repr, header))}"
+                f"found {', '.join(short_repr(h, 40) for h in header[:12])}{', ...' if len(header) > 12 else ''}"
             )
         positions = {key: header.index(name) for key, name in source.columns.items()}  # type: ignore[arg-type]
         width = len(header)
@@ -262,12 +301,7 @@ def _read_tsv(path: Path, source: _Source) -> Iterator[tuple[int, dict[str, Any]
 
 def _read_jsonl(path: Path, task: Task) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, text, unterminated in _lines(path):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno}){_truncated(unterminated)}"
-            ) from None
+        obj = parse_json_line(text, f"{path}:{lineno}", unterminated)
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, found {type(obj).__name__}")
         if task.name == "multirc":
@@ -314,7 +348,7 @@ def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
         raise RowError(f"multirc: missing field '{where}{key}'")
     value = obj[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RowError(f"multirc: field '{where}{key}' must be an integer, got {value!r}")
+        raise RowError(f"multirc: field '{where}{key}' must be an integer, got {short_repr(value)}")
     if kind is not object and not isinstance(value, kind):
         raise RowError(f"multirc: field '{where}{key}' must be a {kind.__name__}, got {type(value).__name__}")
     return value
@@ -350,7 +384,7 @@ def _load_hub(task: Task, split: str) -> list[Example]:
 def _check_split(split: str) -> str:
     aliases = {"train": "train", "validation": "validation", "dev": "validation", "val": "validation"}
     if not isinstance(split, str) or split.lower() not in aliases:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)} (or 'dev'/'val'), got {split!r}")
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} (or 'dev'/'val'), got {short_repr(split)}")
     return aliases[split.lower()]
 
 

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .collate import IGNORE_INDEX, Encoded, Encoder
-from .errors import ConfigError, SuperposError
+from .errors import ConfigError, SuperposError, short_repr
 
 T = TypeVar("T")
 
@@ -45,7 +45,9 @@ def launched_world_size() -> int:
     try:
         return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
     except ValueError:
-        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer; launch with torchrun") from None
+        raise ConfigError(
+            f"WORLD_SIZE={short_repr(os.environ['WORLD_SIZE'])} is not an integer; launch with torchrun"
+        ) from None
 
 
 def _wants_cuda(device: str) -> bool:

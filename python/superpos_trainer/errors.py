@@ -21,3 +21,18 @@ class ModelLoadError(SuperposError):
 
 class RunFolderError(SuperposError):
     """The run folder cannot be written, or holds a different run, or cannot be resumed."""
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message never quotes a whole file or a huge value."""
+    try:
+        text = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else f"<{value.bit_length()}-bit int>"
+    except ValueError:  # an int too long for repr (Python's digit limit)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
+def clip(message: str, limit: int = 600) -> str:
+    """``message`` on one line, at most ``limit`` characters (its start and end kept)."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= limit else f"{flat[: limit - 120]} ... {flat[-100:]}"

@@ -16,9 +16,18 @@ from torch import Tensor, nn
 
 
 def _kept(run_dir: Path | None) -> str:
+    """What the run folder really holds (a run stopped at its first steps has no last/ yet, maybe no checkpoint/)."""
     if run_dir is None:
         return ""
-    return f"; the last good checkpoint and adapters in {run_dir} are kept (checkpoint/, best/, last/)"
+    kept = [f"{name}/" for name in ("checkpoint", "best", "last") if _complete(run_dir / name)]
+    if not kept:
+        return f"; nothing was saved in {run_dir} yet"
+    return f"; the last good {', '.join(kept)} in {run_dir} {'is' if len(kept) == 1 else 'are'} kept"
+
+
+def _complete(folder: Path) -> bool:
+    # checkpoints.find_folder's rule, inlined: guard must not import the writer (it runs inside the training step).
+    return any((f / "COMPLETE").is_file() for f in (folder, folder.with_name(folder.name + ".old")))
 
 
 def check_loss(loss: Tensor | float, step: int, lr: float, run_dir: Path | None = None) -> float:

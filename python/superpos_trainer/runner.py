@@ -6,7 +6,6 @@ so a typo fails in a second, not after a minute of loading.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 
 from . import checkpoints as ckpt
-from . import distributed
+from . import distributed, run_folder
 from .config import TrainConfig, config_differences, default_data_dir
 from .errors import ConfigError, RunFolderError
 
@@ -54,35 +53,83 @@ def default_output_dir(config: TrainConfig) -> str:
     return str(Path("runs") / f"{config.task}-{config.method}-{_short_model_name(config.model)}-{stamp}")
 
 
-def prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
-    """Create (or check, for --resume) the run folder and save the resolved config in it."""
+def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder.RunLock, bool]:
+    """Lock the run folder (creating it) and check it: ``(run_dir, lock, created)``; config.json comes later.
+
+    For --resume the folder must hold a run started with the same options; otherwise it must be new, empty, or an
+    unfinished start (run_folder.py). The lock is held until the run ends; temporaries of killed writes are swept.
+    """
     run_dir = Path(config.output_dir).expanduser()
     saved_path = run_dir / "config.json"
-    if resume:
-        if not saved_path.is_file():
-            raise RunFolderError(f"--resume: {run_dir} holds no run (no config.json); start it without --resume")
-        try:
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise RunFolderError(f"{saved_path} is not valid JSON; the run folder is corrupt") from None
-        diffs = config_differences(saved, config.to_dict())
-        if diffs:
-            raise RunFolderError(
-                f"--resume: {run_dir} was started with a different config ({'; '.join(diffs)}); resume with the "
-                "same options (or --config " + str(saved_path) + "), or pick a new --output-dir"
-            )
-    elif saved_path.exists():
-        raise RunFolderError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir"
-        )
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"output folder {run_dir} exists and is not an empty folder; choose another --output-dir")
+    if resume and not saved_path.is_file():
+        raise RunFolderError(f"--resume: {run_dir} holds no run (no config.json); start it without --resume")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json(saved_path, config.to_dict())
+        lock = run_folder.RunLock(run_dir).acquire()
     except OSError as exc:
         raise RunFolderError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
+    try:
+        if resume:
+            _check_saved_config(saved_path, config)
+        elif saved_path.exists():
+            raise RunFolderError(
+                f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir"
+            )
+        elif not run_folder.is_unfinished_start(run_dir):
+            raise RunFolderError(
+                f"output folder {run_dir} exists and is not an empty folder; choose another --output-dir"
+            )
+        swept = run_folder.sweep_temporaries(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    if swept:
+        log.info("removed %d temporary file(s) of interrupted writes from %s", len(swept), run_dir)
+    return run_dir, lock, created
+
+
+def _check_saved_config(saved_path: Path, config: TrainConfig) -> None:
+    from .config import read_json_file
+
+    saved = read_json_file(saved_path)
+    if not isinstance(saved, dict):
+        raise RunFolderError(f"{saved_path} must hold a JSON object of options; the run folder is corrupt")
+    diffs = config_differences(saved, config.to_dict())
+    if diffs:
+        raise RunFolderError(
+            f"--resume: {saved_path.parent} was started with a different config ({'; '.join(diffs[:6])}); resume "
+            f"with the same options (or --config {saved_path}), or pick a new --output-dir"
+        )
+
+
+def write_run_config(run_dir: Path, config: TrainConfig) -> None:
+    """config.json: from now on the folder holds a run (written once the model and method are built)."""
+    try:
+        ckpt.write_json(run_dir / "config.json", config.to_dict())
+    except OSError as exc:
+        raise RunFolderError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
+
+
+def _undo_failed_start(run_dir: Path, created: bool) -> None:
+    """A start that failed before config.json leaves nothing behind that would block the corrected command."""
+    for name in ("train.log", run_folder.LOCK_NAME):
+        (run_dir / name).unlink(missing_ok=True)
+    run_folder.sweep_temporaries(run_dir)
+    if created and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def check_device(spec: str) -> Any:
+    """The torch device for ``--device``; one that cannot hold data (meta) is refused before anything starts."""
+    from .models import resolve_device
+
+    device = resolve_device(spec)
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ConfigError(f"--device {spec} cannot run a model (it holds no data); use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def load_task_data(config: TrainConfig) -> tuple[Any, list[Any], list[Any], list[Any]]:
@@ -105,11 +152,6 @@ def load_task_data(config: TrainConfig) -> tuple[Any, list[Any], list[Any], list
 
 
 def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True) -> dict[str, Any]:
-    from .methods import build_method
-    from .models import load_model, resolve_device
-    from .plots import plot_learning_curve
-    from .train import Trainer
-
     if config.data_dir is None:
         config.data_dir = default_data_dir()
     if config.output_dir is None:
@@ -117,11 +159,58 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
             raise ConfigError("--resume needs --output-dir (the run folder to continue)")
         config.output_dir = default_output_dir(config)
     task, train, evaluation, holdout = load_task_data(config)
+    device = check_device(config.device)
     # Under torchrun only rank 0 owns the run folder and the console; the others get its answer (or its error).
     main = distributed.is_main()
-    run_dir = distributed.run_on_main(lambda: prepare_run_dir(config, resume))
+    held: list[tuple[run_folder.RunLock, bool]] = []
+
+    def prepare() -> Path:
+        run_dir, lock, created = prepare_run_dir(config, resume)
+        held.append((lock, created))
+        return run_dir
+
+    run_dir = distributed.run_on_main(prepare)
+    started = resume  # a resumed run has its config.json; a new one gets it once the model and method are built
+    try:
+        return _train(config, resume, verbose, task, train, evaluation, holdout, device, run_dir)
+    except BaseException:
+        started = started or (run_dir / "config.json").exists()
+        if main and held and not started:
+            _close_log_file()
+            _undo_failed_start(run_dir, held[0][1])
+        raise
+    finally:
+        if held:
+            held[0][0].release()
+
+
+def _close_log_file() -> None:
+    root = logging.getLogger("superpos_trainer")
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and getattr(handler, "_superpos", False):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def _train(
+    config: TrainConfig,
+    resume: bool,
+    verbose: bool,
+    task: Any,
+    train: list[Any],
+    evaluation: list[Any],
+    holdout: list[Any],
+    device: Any,
+    run_dir: Path,
+) -> dict[str, Any]:
+    from .methods import build_method
+    from .models import load_model
+    from .plots import plot_learning_curve
+    from .train import Trainer
+
+    main = distributed.is_main()
     setup_logging(run_dir if main else None, verbose and main)
-    device = distributed.local_device(resolve_device(config.device))
+    device = distributed.local_device(device)
     torch.manual_seed(config.seed)
     world = distributed.world_size()
     if main:
@@ -148,10 +237,14 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
         100 * trainable / total,
     )
     trainer = Trainer(config, method, task, train, evaluation, run_dir, device, holdout)
+    if not resume:  # a resumed run keeps its config.json (same options; a refused checkpoint changes nothing)
+        distributed.run_on_main(lambda: write_run_config(run_dir, config))
     log.info("%d optimizer steps planned", trainer.total_steps())
     results = trainer.fit(resume=resume)
     if main:
         plot_learning_curve(run_dir)
+        if (run_dir / "learning_curve.png").exists():
+            run_folder.follow_umask(run_dir / "learning_curve.png")  # written through a 0600 temporary file
         _print_summary(results, run_dir)
     return results
 
@@ -180,4 +273,4 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     print(f"results in {run_dir}{os.sep}: results.json, metrics.jsonl, learning_curve.png, best/, last/", flush=True)
 
 
-__all__ = ["load_task_data", "prepare_run_dir", "run_training", "setup_logging"]
+__all__ = ["check_device", "load_task_data", "prepare_run_dir", "run_training", "setup_logging", "write_run_config"]

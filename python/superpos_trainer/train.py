@@ -17,7 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -317,8 +317,27 @@ class Trainer:
         if not self.is_main or self.run_dir is None:
             return
         ckpt.save_checkpoint(
-            self.run_dir / "checkpoint", self.method.trainable_state(), self.optimizer, asdict(self.state)
+            self.run_dir / "checkpoint",
+            self.method.trainable_state(),
+            self.optimizer,
+            asdict(self.state),
+            self.fingerprint(),
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed by this run (fingerprint.py); computed once."""
+        if getattr(self, "_fingerprint", None) is None:
+            from .fingerprint import run_fingerprint
+
+            self._fingerprint = run_fingerprint(
+                self.config,
+                self.loaded.model,
+                tuple(self.loaded.embedding.weight.shape),
+                self.train_examples,
+                self.eval_examples,
+                self.holdout_examples,
+            )
+        return self._fingerprint
 
     def _restore(self) -> None:
         if self.run_dir is None:
@@ -331,10 +350,14 @@ class Trainer:
             if self.is_main and metrics.exists():
                 ckpt.write_metrics(metrics, [])
             return
-        trainable, extras, state = found
-        self.method.load_trainable_state({k: v.to(self.device) for k, v in trainable.items()})
-        self.optimizer.load_state_dict(extras["optimizer"])
-        ckpt.set_rng_state(extras["rng"])
+        from .resume_checks import check_checkpoint
+
+        # Everything is checked before anything is loaded: a refused checkpoint leaves this run untouched.
+        per_epoch = len(self.epoch_plan(0))
+        state = check_checkpoint(found, self.fingerprint(), self.method, self.optimizer, fields(TrainState), per_epoch)
+        self.method.load_trainable_state({k: v.to(self.device) for k, v in found.trainable.items()})
+        self.optimizer.load_state_dict(found.optimizer)
+        ckpt.set_rng_state(found.rng)
         self.state = TrainState(**state)
         # Evaluations logged after the checkpoint (killed before the next one) will be redone: drop them.
         path = self.run_dir / "metrics.jsonl"
