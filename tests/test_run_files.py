@@ -68,7 +68,7 @@ def test_config_missing_or_not_an_object_is_one_clear_error(tmp_path):
     with pytest.raises(RunFolderError, match=r"config\.json is not valid JSON"):
         run.config()
     run.config_path.write_text("[1, 2]")
-    with pytest.raises(RunFolderError, match="holds a JSON list, expected an object"):
+    with pytest.raises(RunFolderError, match="must hold a JSON object, found a JSON list"):
         run.config()
 
 
@@ -99,7 +99,7 @@ def test_main_metric_from_results_else_from_the_task(tmp_path):
         ({}, "is not a run folder (no config.json)"),
         ({"config": "{"}, "config.json is not valid JSON"),
         ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS) + "{"}, "metrics.jsonl line 3 is not JSON"),
-        ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS), "results": "[]"}, "results.json holds a JSON list"),
+        ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS), "results": "[]"}, "results.json must hold a JSON object, found a JSON list"),
     ],
     ids=["no-config", "config-not-json", "metrics-truncated", "results-not-object"],
 )

@@ -48,7 +48,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path} is not valid JSON ({str(exc)[:120]}); the run folder is corrupt") from None
     if not isinstance(data, dict):
         raise RunFolderError(
-            f"{path} holds a JSON {type(data).__name__}, expected an object; the run folder is corrupt"
+            f"{path} must hold a JSON object, found a JSON {type(data).__name__}; the run folder is corrupt"
         )
     return data
 
