@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .reference import superpos_backward_reference
+
 
 def _forward_fake(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scale: float) -> Tensor:
     return weight.new_empty((input_ids.shape[0], w.shape[0] + input_ids.shape[1], weight.shape[1]))
@@ -41,7 +43,11 @@ def register_fused_op(forward_name: str, backward_name: str, backward_op: Callab
         w, E = ctx.saved_tensors
         dw = dE = None
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-            dw, dE = backward_op(grad_out, w, E)
+            # create_graph=True (double backward, Hessian-vector products) runs this with grad mode on: the
+            # kernels' results would carry no graph and their second derivative would silently be zero, so the
+            # same closed form is taken with differentiable torch ops there.
+            op = superpos_backward_reference if torch.is_grad_enabled() else backward_op
+            dw, dE = op(grad_out, w, E)
         # No gradient for the ids or the frozen table: the table is frozen by definition of the method.
         return None, None, dw if ctx.needs_input_grad[2] else None, dE if ctx.needs_input_grad[3] else None, None
 
