@@ -241,47 +241,16 @@ def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scal
     exact = weight.dtype == torch.float64
     with _device_guard(weight):
         _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc)
+        args = (ids, weight, prompt, out, bad, rows, n, length, d, weight.shape[0], *table_strides, *scales)
         if INTERPRET:
             grid = (triton.cdiv(rows, 64), triton.cdiv(d, block_d))
-            _concat_kernel[grid](
-                ids,
-                weight,
-                prompt,
-                out,
-                bad,
-                rows,
-                n,
-                length,
-                d,
-                weight.shape[0],
-                *table_strides,
-                *scales,
-                ACC=acc,
-                EXACT_SCALE=exact,
-                ROWS=64,
-                BLOCK_D=block_d,
-            )
+            _concat_kernel[grid](*args, ACC=acc, EXACT_SCALE=exact, ROWS=64, BLOCK_D=block_d)
         else:
 
             def grid(meta):
                 return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(d, meta["BLOCK_D"]))
 
-            _concat_kernel[grid](
-                ids,
-                weight,
-                prompt,
-                out,
-                bad,
-                rows,
-                n,
-                length,
-                d,
-                weight.shape[0],
-                *table_strides,
-                *scales,
-                ACC=acc,
-                EXACT_SCALE=exact,
-            )
+            _concat_kernel[grid](*args, ACC=acc, EXACT_SCALE=exact)
     # Inside the custom op, so it runs under torch.compile as well. One 4-byte read back (a sync on a GPU, as the
     # min/max check it replaces had); only a flagged batch pays for the search that words the message.
     if bad.item():
