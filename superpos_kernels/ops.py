@@ -125,13 +125,14 @@ def superpos_embed(
     """
     global _last_backend
     # The id range is left to the backend: the fused kernels check each id where they read it (no extra pass
-    # over the ids, and the check runs under torch.compile too, inside the op); the reference checks here.
+    # over the ids, and the check runs under torch.compile too, inside the op); the reference checks here, and so
+    # does the C++ op on CUDA, whose kernel can only stop with a device-side assert (no message, a dead context).
     input_ids, attention_mask, weight, w, E, embed_scale = check_embed_inputs(
         input_ids, attention_mask, weight, w, E, embed_scale, check_range=False
     )
     name = _select(weight.device.type, backend)
     _last_backend = name
-    if name == "reference":
+    if name == "reference" or (name == "cpp" and input_ids.is_cuda):
         check_id_range(input_ids, weight.shape[0])
     embeds = _embed_fn(name)(input_ids, weight, w, E, embed_scale)
     return embeds, extend_attention_mask(attention_mask, input_ids, w.shape[0])
