@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 import to_markdown
 
-from superpos_kernels import last_backend, superpos_embed
+from superpos_kernels import cpp_ops, last_backend, superpos_embed
 from superpos_kernels.reference import extend_attention_mask, superpos_embed_reference
 
 SMOKE = os.environ.get("SUPERPOS_BENCH_SMOKE") == "1"
@@ -192,6 +192,8 @@ def measure(
             for _ in range(3):
                 fn()
         backend = last_backend()
+        # What the extension's parallel loops really use (1 would mean a build without OpenMP).
+        openmp = cpp_ops.openmp_threads() if cpp_ops.LOADED else None
         load_before = load1()
         t0, p0 = time.time(), time.process_time()
         times, wall, cpu_share = interleaved(fns, rounds)
@@ -212,6 +214,7 @@ def measure(
         "threads": threads,
         "shape": asdict(shape),
         "backend": backend,
+        "cpp_openmp_threads": openmp,
         "rounds": rounds,
         "wall_s": wall,
         "median_ms": {name: t * 1e3 for name, t in medians.items()},
