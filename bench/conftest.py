@@ -11,6 +11,30 @@ import time
 import pytest
 import torch
 
+# Smoke mode (CI: SUPERPOS_BENCH_SMOKE=1 with --benchmark-disable): every benchmark runs once, on tiny sizes, as a
+# test of the benchmark code. The end-to-end sizes are e2e.py's own SUPERPOS_E2E_* overrides (set only where the
+# caller did not); its model is a random t5-small-shaped network and its tokenizer is trained here, so nothing is
+# downloaded and nothing needs skipping.
+SMOKE_E2E = {
+    "BATCH_SIZE": "2",
+    "SEQ_LEN": "8",
+    "EVAL_BATCH_SIZE": "2",
+    "EPOCH_EVAL_BATCH_SIZE": "4",
+    "NUM_SAMPLED_TOKENS": "8",
+    "MAX_NEW_TOKENS": "2",
+    "WARMUP": "1",
+    "ROUNDS": "1",
+    "EVAL_ROUNDS": "1",
+    "EPOCH_EXAMPLES": "4",
+    "EPOCH_EVAL_EXAMPLES": "4",
+    "EPOCH_ROUNDS": "1",
+    "MAX_LENGTH": "24",
+    "METHODS": "superpos,prompt",
+}
+if os.environ.get("SUPERPOS_BENCH_SMOKE") == "1":
+    for _name, _value in SMOKE_E2E.items():
+        os.environ.setdefault("SUPERPOS_E2E_" + _name, _value)
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 E2E_KEY = "superpos_e2e"
+OP_SPEED_KEY = "op_speed"
 
 
 # ---- formatting -------------------------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def _labels(bench: dict[str, Any]) -> str:
 def op_rows(benchmarks: Sequence[dict[str, Any]]) -> dict[str, list[list[str]]]:
     groups: dict[str, list[list[str]]] = {}
     for b in benchmarks:
-        if E2E_KEY in (b.get("extra_info") or {}):
+        if E2E_KEY in (b.get("extra_info") or {}) or OP_SPEED_KEY in (b.get("extra_info") or {}):
             continue
         s = b["stats"]
         iqr = f"{fmt_time(s['q1'])} - {fmt_time(s['q3'])}"
@@ -88,6 +89,51 @@ def render_ops(benchmarks: Sequence[dict[str, Any]]) -> str:
     for group in sorted(groups):
         out += [f"#### {group}", "", table(header, groups[group]), ""]
     return "\n".join(out).rstrip()
+
+
+# ---- op speed targets (bench/op_speed.py) ---------------------------------------------------------------------------
+
+SPEED_TIMES = (
+    "embedding forward",
+    "eager forward",
+    "fused forward",
+    "eager forward_backward",
+    "fused forward_backward",
+)
+
+
+def render_op_speed(results: Sequence[dict[str, Any]], title: str) -> str:
+    """One row per (dtype, threads); the ratios of a configuration refused as noisy are struck out."""
+    if not results:
+        return "_No op speed-target results in this report._"
+    ratio_names = list(results[0]["ratios"])
+    header = ["dtype", "threads", "backend", *(f"{k} (median)" for k in SPEED_TIMES), *ratio_names]
+    header += ["load before -> after (own estimate)", "main-thread CPU share", "verdict"]
+    rows = []
+    for r in results:
+        ok = r["verdict"] == "ok"
+        cells = []
+        for name in ratio_names:
+            q = r["ratios"][name]
+            text = f"{q['value']:.2f}x ({q['goal']}: {'met' if q['met'] else 'not met'})"
+            cells.append(text if ok else f"~~{text}~~")
+
+        def load(x: float | None) -> str:
+            return "?" if x is None else f"{x:.2f}"
+
+        rows.append(
+            [
+                r["dtype"],
+                r["threads"],
+                r["backend"],
+                *(f"{r['median_ms'][k]:.3f} ms" for k in SPEED_TIMES),
+                *cells,
+                f"{load(r['load_before'])} -> {load(r['load_after'])} ({r['own_load_estimate']:.2f})",
+                f"{r['main_thread_cpu_share']:.0%}",
+                r["verdict"],
+            ]
+        )
+    return title + "\n\n" + table(header, rows)
 
 
 # ---- end-to-end -------------------------------------------------------------------------------------------------
@@ -209,7 +255,9 @@ def render(report: dict[str, Any], command: str | None = None, skipped: Sequence
         lines.append(f"- software/threads: {', '.join(facts)}")
     if command:
         lines.append(f"- command: `{command}`")
-    lines += ["", "## Op microbenchmarks", "", render_ops(report["benchmarks"]), "", "## End-to-end", ""]
+    speed = [b["extra_info"][OP_SPEED_KEY] for b in report["benchmarks"] if OP_SPEED_KEY in (b.get("extra_info") or {})]
+    lines += ["", "## Op speed targets", "", render_op_speed(speed, "Interleaved medians (bench/op_speed.py)."), ""]
+    lines += ["## Op microbenchmarks", "", render_ops(report["benchmarks"]), "", "## End-to-end", ""]
     e2e = [b["extra_info"][E2E_KEY] for b in report["benchmarks"] if E2E_KEY in (b.get("extra_info") or {})]
     lines += [render_e2e(r) + "\n" for r in e2e] or ["_No end-to-end results in this report._", ""]
     if skipped:

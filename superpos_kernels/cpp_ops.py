@@ -9,8 +9,8 @@ library is loaded. This module loads it once, at import:
 3. nothing: :func:`is_available` says why, and :mod:`superpos_kernels.ops` falls back to the reference with one
    warning. Importing this module never raises.
 
-It then adds what the C++ side leaves to Python: fake (meta) kernels for ``torch.compile`` and the autograd
-formula, whose backward is the C++ ``superpos::embed_backward``.
+It then adds what the C++ side leaves to Python: fake (meta) kernels for ``torch.compile``. The autograd formula
+is C++ too (``csrc/autograd.cpp``), so a grad-enabled call never enters Python below ``superpos_embed``.
 """
 
 from __future__ import annotations
@@ -75,12 +75,8 @@ def _load_library() -> tuple[bool, str]:
 
 
 def _register_python_parts() -> None:
-    """Fake kernels (shape/dtype only, for torch.compile and opcheck) and the autograd formula."""
-    register_fused_op(
-        "superpos::embed_forward",
-        "superpos::embed_backward",
-        lambda grad_out, w, E: torch.ops.superpos.embed_backward(grad_out, w, E),
-    )
+    """Fake kernels (shape/dtype only, for torch.compile and opcheck); the autograd formula is C++."""
+    register_fused_op("superpos::embed_forward", "superpos::embed_backward", None)
 
 
 LOADED, LOAD_INFO = _load_library()

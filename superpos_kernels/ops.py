@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .reference import extend_attention_mask, superpos_embed_reference
-from .validation import check_embed_inputs
+from .validation import check_embed_inputs, check_id_range
 
 BACKENDS = ("triton", "cpp", "reference")
 ENV_VAR = "SUPERPOS_BACKEND"
@@ -124,10 +124,15 @@ def superpos_embed(
     ``P[i] = sum_j w[i, j] E[i, j]`` and writes ``[P | X]``; gradients flow to ``w`` and ``E`` only.
     """
     global _last_backend
+    # The id range is left to the backend: the fused kernels check each id where they read it (no extra pass
+    # over the ids, and the check runs under torch.compile too, inside the op); the reference checks here, and so
+    # does the C++ op on CUDA, whose kernel can only stop with a device-side assert (no message, a dead context).
     input_ids, attention_mask, weight, w, E, embed_scale = check_embed_inputs(
-        input_ids, attention_mask, weight, w, E, embed_scale
+        input_ids, attention_mask, weight, w, E, embed_scale, check_range=False
     )
     name = _select(weight.device.type, backend)
     _last_backend = name
+    if name == "reference" or (name == "cpp" and input_ids.is_cuda):
+        check_id_range(input_ids, weight.shape[0])
     embeds = _embed_fn(name)(input_ids, weight, w, E, embed_scale)
     return embeds, extend_attention_mask(attention_mask, input_ids, w.shape[0])

@@ -24,8 +24,8 @@ def extend_attention_mask(attention_mask: Tensor | None, input_ids: Tensor, num_
     batch, length = input_ids.shape
     if attention_mask is None:
         return torch.ones(batch, num_prompt_tokens + length, dtype=torch.long, device=input_ids.device)
-    ones = torch.ones(batch, num_prompt_tokens, dtype=attention_mask.dtype, device=attention_mask.device)
-    return torch.cat([ones, attention_mask], dim=1)
+    # One op (allocate and write once) rather than ones + cat: the mask is on every call's path.
+    return torch.nn.functional.pad(attention_mask, (num_prompt_tokens, 0), value=1)
 
 
 def superpos_embed_reference(

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .registration import register_fused_op
+from .validation import id_range_error
 
 try:
     import triton
@@ -94,10 +95,12 @@ if triton is not None:
         weight_ptr,
         P_ptr,
         out_ptr,
+        bad_ptr,
         rows,
         n,
         L,
         d,
+        V,
         stride_v,
         stride_c,
         scale,
@@ -107,7 +110,11 @@ if triton is not None:
         ROWS: tl.constexpr,
         BLOCK_D: tl.constexpr,
     ):
-        """One program: ROWS consecutive output rows (flattened over b, t) x BLOCK_D columns."""
+        """One program: ROWS consecutive output rows (flattened over b, t) x BLOCK_D columns.
+
+        An id outside ``[0, V)`` is never read: its row is written as zeros and ``bad_ptr[0]`` set to 1, which the
+        launcher turns into an error (the tile masks alone would let it read past the table).
+        """
         r = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)
         cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         row_ok = r < rows
@@ -117,6 +124,9 @@ if triton is not None:
         is_prompt = t < n
         is_token = row_ok & (t >= n)
         tok = tl.load(ids_ptr + b * L + (t - n), mask=is_token, other=0).to(tl.int64)
+        tok_ok = (tok >= 0) & (tok < V)
+        tl.store(bad_ptr + tl.zeros_like(r), tl.full((ROWS,), 1, tl.int32), mask=is_token & ~tok_ok)
+        is_token = is_token & tok_ok
         tile_ok = row_ok[:, None] & col_ok[None, :]
         pv = tl.load(P_ptr + t[:, None] * d + cols[None, :], mask=tile_ok & is_prompt[:, None], other=0.0)
         x_ptrs = weight_ptr + tok[:, None] * stride_v + cols[None, :].to(tl.int64) * stride_c
@@ -226,36 +236,25 @@ def _forward(input_ids: Tensor, weight: Tensor, w: Tensor, E: Tensor, embed_scal
     block_d = _pow2_block(d, 256 if INTERPRET else PROMPT_BLOCK_D)
     block_m = min(PROMPT_BLOCK_M, triton.next_power_of_2(m))
     table_strides = weight.stride()
+    bad = torch.zeros(1, dtype=torch.int32, device=weight.device)  # set by the kernel on an id outside the table
     scales = _split_scale(embed_scale)
     exact = weight.dtype == torch.float64
     with _device_guard(weight):
         _prompt_kernel[(n, triton.cdiv(d, block_d))](w, E, prompt, m, d, BLOCK_M=block_m, BLOCK_D=block_d, ACC=acc)
+        args = (ids, weight, prompt, out, bad, rows, n, length, d, weight.shape[0], *table_strides, *scales)
         if INTERPRET:
             grid = (triton.cdiv(rows, 64), triton.cdiv(d, block_d))
-            _concat_kernel[grid](
-                ids,
-                weight,
-                prompt,
-                out,
-                rows,
-                n,
-                length,
-                d,
-                *table_strides,
-                *scales,
-                ACC=acc,
-                EXACT_SCALE=exact,
-                ROWS=64,
-                BLOCK_D=block_d,
-            )
+            _concat_kernel[grid](*args, ACC=acc, EXACT_SCALE=exact, ROWS=64, BLOCK_D=block_d)
         else:
 
             def grid(meta):
                 return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(d, meta["BLOCK_D"]))
 
-            _concat_kernel[grid](
-                ids, weight, prompt, out, rows, n, length, d, *table_strides, *scales, ACC=acc, EXACT_SCALE=exact
-            )
+            _concat_kernel[grid](*args, ACC=acc, EXACT_SCALE=exact)
+    # Inside the custom op, so it runs under torch.compile as well. One 4-byte read back (a sync on a GPU, as the
+    # min/max check it replaces had); only a flagged batch pays for the search that words the message.
+    if bad.item():
+        raise ValueError(id_range_error(ids, weight.shape[0]))
     return out
 
 

@@ -29,11 +29,8 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def check_input_ids(input_ids: object, num_embeddings: int | None = None) -> Tensor:
-    """``input_ids`` must be a non-empty ``[B, L]`` integer tensor with every id in ``[0, num_embeddings)``.
-
-    The range check reads the min and max back to the host (one sync); it is skipped while ``torch.compile``
-    traces, where data-dependent Python control flow would break the graph.
-    """
+    """``input_ids`` must be a non-empty ``[B, L]`` integer tensor (with every id in ``[0, num_embeddings)`` if
+    that is given: see :func:`check_id_range`)."""
     ids = _require_tensor("input_ids", input_ids)
     if ids.dtype not in ID_DTYPES:
         raise TypeError(
@@ -44,17 +41,51 @@ def check_input_ids(input_ids: object, num_embeddings: int | None = None) -> Ten
         raise ValueError(f"input_ids must have shape [batch, seq_len] (2 dims), got shape {tuple(ids.shape)}")
     if ids.shape[0] == 0:
         raise ValueError(f"input_ids is an empty batch (shape {tuple(ids.shape)}); pass at least one sequence")
-    checkable = ids.device.type != "meta" and not torch.compiler.is_compiling()
-    if num_embeddings is not None and ids.numel() > 0 and checkable:
-        lo, hi = (int(v) for v in torch.aminmax(ids))
-        if lo < 0:
-            raise ValueError(f"input_ids holds a negative id ({lo}); ids must be in [0, {num_embeddings})")
-        if hi >= num_embeddings:
-            raise ValueError(
-                f"input_ids holds id {hi}, out of range for an embedding table of {num_embeddings} rows; "
-                f"ids must be in [0, {num_embeddings}) (was the tokenizer made for another model?)"
-            )
+    if num_embeddings is not None:
+        check_id_range(ids, num_embeddings)
     return ids
+
+
+def id_range_error(ids: Tensor, num_embeddings: int) -> str | None:
+    """The error for the first id outside ``[0, num_embeddings)`` in row-major order, or ``None`` if all fit.
+
+    Only called once a cheap test has failed. The C++ kernel raises the same words from inside its gather
+    (csrc/superpos.cpp: ``bad_id``), so every backend names the bad id and where it is.
+    """
+    outside = ((ids < 0) | (ids >= num_embeddings)).flatten().nonzero()
+    if outside.numel() == 0:
+        return None
+    flat = int(outside[0, 0])
+    b, t = divmod(flat, ids.shape[1])
+    bad = int(ids.flatten()[flat])
+    if bad < 0:
+        return f"input_ids holds a negative id ({bad}) at input_ids[{b}, {t}]; ids must be in [0, {num_embeddings})"
+    return (
+        f"input_ids holds id {bad}, out of range for an embedding table of {num_embeddings} rows, at "
+        f"input_ids[{b}, {t}]; ids must be in [0, {num_embeddings}) (was the tokenizer made for another model?)"
+    )
+
+
+def check_id_range(ids: Tensor, num_embeddings: int) -> None:
+    """Every id in ``[0, num_embeddings)``, or ValueError; enforced while ``torch.compile`` traces too.
+
+    Eagerly: the min and max read back to the host (one pass, one sync) for a message that names the bad id.
+    While tracing, data-dependent Python control flow would break the graph, so the check becomes
+    ``torch._assert_async``, a graph op that raises at run time (RuntimeError, the table size in its message).
+    The fused backends do not call this: their kernels check each id as they gather it (C++) or flag it (Triton).
+    """
+    if ids.numel() == 0 or ids.device.type == "meta":
+        return
+    lo, hi = torch.aminmax(ids)
+    if torch.compiler.is_compiling():
+        torch._assert_async(
+            (lo >= 0) & (hi < num_embeddings),
+            f"input_ids holds an id outside [0, {num_embeddings}), the rows of the embedding table "
+            "(was the tokenizer made for another model?)",
+        )
+        return
+    if int(lo) < 0 or int(hi) >= num_embeddings:
+        raise ValueError(id_range_error(ids, num_embeddings))
 
 
 def check_attention_mask(attention_mask: object, input_ids: Tensor) -> Tensor | None:
@@ -109,9 +140,18 @@ def check_prompt_params(weight: object, w: object, E: object) -> tuple[Tensor, T
 
 
 def check_embed_inputs(
-    input_ids: object, attention_mask: object, weight: object, w: object, E: object, embed_scale: object = 1.0
+    input_ids: object,
+    attention_mask: object,
+    weight: object,
+    w: object,
+    E: object,
+    embed_scale: object = 1.0,
+    check_range: bool = True,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor, float]:
-    """All checks of the fused op, in the order a user would fix them."""
+    """All checks of the fused op, in the order a user would fix them.
+
+    ``check_range=False`` leaves the id range to a backend that checks it in its kernel (no extra pass).
+    """
     weight, w, E = check_prompt_params(weight, w, E)
     ids = check_input_ids(input_ids)
     if ids.device != weight.device:
@@ -119,7 +159,8 @@ def check_embed_inputs(
             f"input_ids is on {ids.device} but the embedding table is on {weight.device}; "
             f"move the batch with input_ids.to({str(weight.device)!r})"
         )
-    check_input_ids(ids, weight.shape[0])
+    if check_range:
+        check_id_range(ids, weight.shape[0])
     mask = check_attention_mask(attention_mask, ids)
     if isinstance(embed_scale, bool) or not isinstance(embed_scale, (int, float)):
         raise TypeError(f"embed_scale must be a Python float, got {type(embed_scale).__name__}")

@@ -148,3 +148,49 @@ def test_cli_writes_the_file_and_rejects_bad_input(tmp_path, capsys):
 def test_unknown_e2e_suite_is_an_error():
     with pytest.raises(ValueError, match="unknown end-to-end suite"):
         tm.render_e2e({"suite": "bogus"})
+
+
+# ---- bench/op_speed.py: the refusal rules and the table (the timings themselves are never asserted) ---------------
+
+
+def _op_speed():
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(BENCH))  # op_speed imports to_markdown by name, as it does when run from bench/
+    try:
+        return importlib.import_module("op_speed")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_op_speed_refuses_a_busy_machine():
+    speed = _op_speed()
+    assert speed.verdict(0.4, 0.9, 0.0, 0.99, cores=2) == "ok"
+    # The process's own load is discounted at the end, not at the start (nothing of its own ran yet).
+    assert speed.verdict(0.4, 2.5, 1.6, 0.99, cores=2) == "ok"
+    start = speed.verdict(1.2, 0.5, 0.0, 0.99, cores=2)
+    assert start.startswith("noisy, not a result") and "1.20 at start > 1.00" in start
+    end = speed.verdict(0.4, 2.5, 0.5, 0.99, cores=2)
+    assert "2.50 minus own 0.50 > 1.00" in end
+    descheduled = speed.verdict(0.1, 0.1, 0.0, 0.6, cores=2)
+    assert "main thread got 60% of wall time as CPU" in descheduled
+
+
+def test_own_load_is_a_decayed_box():
+    own = _op_speed().OwnLoad()
+    own.add(0.0, 60.0, 2.0)  # two busy CPUs for one time constant
+    assert own.estimate(60.0) == pytest.approx(2.0 * (1 - 2.718281828**-1))
+    assert own.estimate(600.0) < 0.01
+
+
+def test_op_speed_measures_and_renders_on_a_tiny_shape():
+    speed = _op_speed()
+    shape = speed.Shape(B=2, L=3, d=8, n=2, m=3, V=20)
+    result = speed.measure("fp32", 1, 2, speed.OwnLoad(), None, shape)
+    assert set(result["median_ms"]) == set(tm.SPEED_TIMES) and result["backend"] in ("cpp", "reference")
+    assert set(result["ratios"]) == set(speed.RATIOS)
+    noisy = dict(result, verdict="noisy, not a result: load")
+    text = tm.render_op_speed([dict(result, verdict="ok"), noisy], "title")
+    ok_row, noisy_row = text.splitlines()[-2:]
+    assert "~~" not in ok_row and noisy_row.count("~~") == 2 * len(speed.RATIOS)

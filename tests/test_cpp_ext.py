@@ -111,7 +111,13 @@ def test_direct_op_call_rejects_out_of_range_ids_and_mixed_dtypes() -> None:
     ids, weight, w, E = _inputs(torch.float32)
     bad = ids.clone()
     bad[1, 2] = weight.shape[0]
-    with pytest.raises(RuntimeError, match=r"input_ids\[1, 2\] = 41 is out of range"):
+    # The kernel checks each id inside its gather loop (no Python pass over the ids): a ValueError naming it.
+    with pytest.raises(
+        ValueError, match=r"holds id 41, out of range for an embedding table of 41 rows, at input_ids\[1, 2\]"
+    ):
+        torch.ops.superpos.embed_forward(bad, weight, w, E, 1.0)
+    bad[1, 2] = -5
+    with pytest.raises(ValueError, match=r"holds a negative id \(-5\) at input_ids\[1, 2\]"):
         torch.ops.superpos.embed_forward(bad, weight, w, E, 1.0)
     with pytest.raises(RuntimeError, match="must share one dtype"):
         torch.ops.superpos.embed_forward(ids, weight.double(), w, E, 1.0)
