@@ -7,7 +7,6 @@ The frozen embedding table is referenced, never copied into this module's parame
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from .init import initial_w
 from .io import atomic_write_json, load_adapter_weights, read_adapter_config, save_adapter_weights
 from .ops import superpos_embed
 from .reference import superpose
@@ -77,6 +77,7 @@ class SuperPosPrompt(nn.Module):
         sampled_token_ids: use these ids instead of sampling (e.g. to share them across runs).
         base_model_name: recorded in the saved config.
         embed_scale: multiplier of gathered rows; read from ``embedding.embed_scale`` when not given.
+        w_init: ``normal`` | ``cone`` | ``prompt``, where the prompt starts (``superpos_kernels.init``).
 
     ``w`` is initialised ``N(0, 1/m)``: the superposed prompt then starts with the expected norm of one vocabulary
     row (for near-orthogonal rows ``|p|^2 = sum_j w_j^2 |e_j|^2``), and the random signs break the symmetry between
@@ -94,6 +95,7 @@ class SuperPosPrompt(nn.Module):
         sampled_token_ids: Sequence[int] | None = None,
         base_model_name: str | None = None,
         embed_scale: float | None = None,
+        w_init: str = "normal",
     ) -> None:
         super().__init__()
         embedding = _resolve_embedding(embedding)
@@ -124,8 +126,8 @@ class SuperPosPrompt(nn.Module):
 
         with torch.no_grad():
             rows = table.detach()[torch.tensor(ids, device=table.device)] * self.embed_scale
-            generator = torch.Generator().manual_seed(seed)
-            w0 = torch.randn(n, m, generator=generator, dtype=torch.float32) / math.sqrt(m)
+            w0 = initial_w(w_init, n, rows, seed)
+        self.w_init = w_init
         self.w = nn.Parameter(w0.to(device=table.device, dtype=table.dtype))
         self.E = nn.Parameter(rows.unsqueeze(0).repeat(n, 1, 1).contiguous())
 
@@ -177,6 +179,7 @@ class SuperPosPrompt(nn.Module):
             "num_embeddings": self.num_embeddings,
             "embed_scale": self.embed_scale,
             "seed": self.seed,
+            "w_init": self.w_init,
             "dtype": str(self.w.dtype).removeprefix("torch."),
             "base_model_name_or_path": self.base_model_name,
         }

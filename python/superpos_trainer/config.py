@@ -26,16 +26,31 @@ METHODS = ("superpos", "prompt", "residual", "full")
 METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
     "superpos": (1e-2, 1e-5),
     "prompt": (1e-2, 1e-2),
-    "residual": (0.3, 1e-2),
+    # Official Residual Prompt Tuning code (arazd/ResidualPrompts train.py:24, 143): lr 0.3, decay 1e-5 on all.
+    "residual": (0.3, 1e-5),
     # The paper gives only the learning rate for full fine-tuning; no weight decay keeps it plain AdamW-on-Adam.
     "full": (1e-5, 0.0),
 }
 
 DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
+AUTO = "auto"  # --max-length auto / --lr auto: derived from the data / the model (auto_defaults.py)
+W_INITS = ("normal", "cone", "prompt")  # superpos_kernels.init.W_INITS (a test checks they match)
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+def _opt(
+    default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False, auto: bool = False
+) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, "auto": auto})
+
+
+def parse_auto(kind: type) -> Any:
+    """An argparse ``type`` for options that take a number or ``auto``."""
+
+    def parse(text: str) -> Any:
+        return AUTO if text == AUTO else kind(text)
+
+    parse.__name__ = f"{kind.__name__} or auto"  # argparse names it in "invalid ... value" errors
+    return parse
 
 
 @dataclass
@@ -57,11 +72,22 @@ class TrainConfig:
     method: str = _opt("superpos", "superpos | prompt | residual | full", METHODS)
     num_prompt_tokens: int = _opt(10, "soft prompt length n (superpos, prompt, residual)")
     num_sampled_tokens: int = _opt(128, "superpos: vocabulary rows m superposed per prompt token")
-    residual_hidden: int = _opt(128, "residual: bottleneck width of the reparameterisation MLP")
+    residual_hidden: int = _opt(800, "residual: bottleneck width of the reparameterisation MLP (official: 800)")
+    w_init: str = _opt(
+        "normal",
+        "superpos: w initialisation: normal N(0,1/m); cone |N(0,1/m)| (prompt on the tokens' side); prompt "
+        "(one weight 1: simple prompt tuning's start)",
+        W_INITS,
+    )
     # --- optimisation ---
-    lr: float | None = _opt(None, "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5)")
+    lr: float | str | None = _opt(
+        None,
+        "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5); auto: scaled to the "
+        "model's embeddings so one step moves the prompt as the paper's lr does on T5 (auto_defaults.py)",
+        auto=True,
+    )
     weight_decay: float | None = _opt(
-        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt/residual 1e-2, full 0)"
+        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt 1e-2, residual 1e-5, full 0)"
     )
     epochs: int = _opt(1, "training epochs (paper: 80)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no cap)")
@@ -71,7 +97,12 @@ class TrainConfig:
     dropout: str = _opt("off", "off: frozen backbone in eval mode (paper); on: keep its dropout", ("off", "on"))
     group_by_length: bool = _opt(False, "batch examples of similar length together (less padding)", flag=True)
     # --- lengths ---
-    max_length: int = _opt(128, "tokens per input sequence INCLUDING the soft prompt (and the label, causal LMs)")
+    max_length: int | str = _opt(
+        AUTO,
+        "tokens per input sequence INCLUDING the soft prompt (and the label, causal LMs); auto: cover >= 99 percent of "
+        "the training inputs uncut, within the model's positions",
+        auto=True,
+    )
     max_target_length: int = _opt(8, "label tokens kept for training")
     max_new_tokens: int = _opt(5, "tokens generated per example at evaluation")
     # --- data subsets ---
@@ -103,7 +134,7 @@ class TrainConfig:
         if cfg.method not in METHODS:
             raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
         lr, wd = METHOD_DEFAULTS[cfg.method]
-        cfg.lr = lr if cfg.lr is None else float(cfg.lr)
+        cfg.lr = lr if cfg.lr is None else cfg.lr if cfg.lr == AUTO else float(cfg.lr)
         cfg.weight_decay = wd if cfg.weight_decay is None else float(cfg.weight_decay)
         cfg.validate()
         return cfg
@@ -121,7 +152,7 @@ class TrainConfig:
             "epochs",
             "batch_size",
             "grad_accum",
-            "max_length",
+            *(() if self.max_length == AUTO else ("max_length",)),
             "max_target_length",
             "max_new_tokens",
             "eval_batch_size",
@@ -134,11 +165,11 @@ class TrainConfig:
                 raise ConfigError(f"{_flag(name)} must be an integer >= 0 (0 = off/all), got {getattr(self, name)!r}")
         if not 0.0 <= float(self.holdout_fraction) < 1.0:
             raise ConfigError(f"--holdout-fraction must be in [0, 1), got {self.holdout_fraction}")
-        if self.lr is not None and not float(self.lr) > 0:
+        if self.lr is not None and self.lr != AUTO and not float(self.lr) > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.weight_decay is not None and float(self.weight_decay) < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if self.method != "full" and self.max_length <= self.num_prompt_tokens:
+        if self.method != "full" and self.max_length != AUTO and self.max_length <= self.num_prompt_tokens:
             raise ConfigError(
                 f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
                 f"prompt; raise --max-length above {self.num_prompt_tokens} or lower --num-prompt-tokens"
@@ -166,6 +197,8 @@ def _coerce(name: str, value: Any) -> Any:
     """Type-check one value from a config file (CLI values are already typed by argparse)."""
     f = FIELDS[name]
     kind = f.type if isinstance(f.type, str) else str(f.type)
+    if f.metadata.get("auto") and value == AUTO:
+        return AUTO
     if value is None:
         if "None" in kind:
             return None
