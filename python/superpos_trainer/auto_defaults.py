@@ -7,14 +7,17 @@ within the model's positions (``collate.auto_max_length``). Whatever is still cu
 ``--lr auto`` (opt-in): the paper's learning rates were tuned on T5 v1.1, and Adam moves every parameter by about
 ``lr`` per step whatever the scale of the embeddings, so the same ``lr`` moves a prompt built from SmolLM2's small
 rows (element std 0.136) many times further, relative to its norm, than on T5. The rule keeps the relative move
-of the paper's setting::
+of the paper's setting: ``lr_auto`` is the learning rate at which ONE AdamW step with a fixed random gradient on
+the prompt ``P`` moves it by as much, relative to ``|P|``, as the paper's learning rate moves the same method
+(same n, m, hidden size, w init) on T5::
 
-    lr_auto = lr_paper * u_T5 / u_model,   u = |P_1 - P_0| / |P_0| / lr
+    move_model(lr_auto) = move_T5(lr_paper),   move(lr) = |P_1 - P_0| / |P_0|
 
-where ``u`` is the relative movement of the prompt ``P`` per unit learning rate in ONE AdamW step with a fixed
-random gradient on ``P``, measured on the method as built (same n, m, hidden size, w init) at a small probe lr
-(the first Adam step is ``lr * sign(g)`` per parameter, so ``u`` does not depend on the gradient's scale).
-``u_T5`` is measured the same way on a T5-v1.1-base-shaped reference: a 32128 x 768 table of N(0, 1) elements.
+solved by bisection on ``log lr`` (``move`` grows with ``lr``). The first Adam step is ``lr * sign(g)`` for every
+parameter, so the rule does not depend on the gradient's scale. For simple prompt tuning ``move = lr / rms`` (the
+element RMS of the rows), so the rule is ``lr_paper * rms_model / rms_T5``; SuperPos and Residual are not linear
+in ``lr`` (``w`` and ``E`` move together; Residual's LayerNorm caps its branch), hence a solve, not a ratio.
+``move_T5`` is measured on a T5-v1.1-base-shaped reference: a 32128 x 768 table of N(0, 1) elements.
 That table is an ASSUMPTION, not a measurement: no T5 checkpoint can be downloaded here, and N(0, 1) is T5's
 (Mesh TensorFlow's) embedding initialisation (transformers ``T5PreTrainedModel._init_weights``: ``shared`` ~
 N(0, factor * 1.0)); the trained table's scale and its anisotropy are not known to us. Hence ``auto`` is not the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,7 @@ from .models import LoadedModel
 log = logging.getLogger("superpos_trainer")
 
 PROBE_LR = 1e-4  # small enough that a step is linear in lr (SuperPos: w and E move together, a second-order term)
+LR_BRACKET = (1e-7, 10.0)  # where --lr auto searches
 T5_REFERENCE_SHAPE = (32128, 768)  # t5-base-lm-adapt's table (vocabulary rows, d_model)
 T5_REFERENCE_STD = 1.0  # assumed element std of T5 v1.1's embeddings (its initialisation; see the docstring)
 TRUNCATION_WARNING = 0.01
@@ -145,28 +150,46 @@ def table_model(table: Tensor, name: str = "table") -> LoadedModel:
     return LoadedModel(_TableModel(table), _Vocabulary(table.shape[0]), False, name, name)
 
 
+def reference_table() -> Tensor:
+    """The T5 v1.1 stand-in: T5-base's table shape, N(0, T5_REFERENCE_STD^2) elements (an assumption, see above)."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(*T5_REFERENCE_SHAPE, generator=generator) * T5_REFERENCE_STD
+
+
 @functools.lru_cache(maxsize=8)
-def reference_unit(method: str, num_prompt_tokens: int, num_sampled_tokens: int, hidden: int, w_init: str) -> float:
-    """``u_T5``: ``unit_movement`` of the method built the same way on the T5 v1.1 reference table."""
+def reference_move(method: str, num_prompt_tokens: int, num_sampled_tokens: int, hidden: int, w_init: str) -> float:
+    """``move_T5(lr_paper)``: one step of the paper's lr, the method built the same way on the reference table."""
     from .methods import build_method
 
-    generator = torch.Generator().manual_seed(0)
-    table = torch.randn(*T5_REFERENCE_SHAPE, generator=generator) * T5_REFERENCE_STD
-    built = build_method(
-        method, table_model(table, "t5-reference"), num_prompt_tokens, num_sampled_tokens, hidden, 0, w_init
-    )
-    return unit_movement(built)
+    loaded = table_model(reference_table(), "t5-reference")
+    built = build_method(method, loaded, num_prompt_tokens, num_sampled_tokens, hidden, 0, w_init)
+    return prompt_movement(built, METHOD_DEFAULTS[method][0], 1)[0]
+
+
+def matching_lr(method: Any, target: float, iterations: int = 40) -> float:
+    """The lr whose first AdamW step moves the prompt by ``target`` (relative), by bisection on ``log lr``."""
+    low, high = LR_BRACKET
+    if prompt_movement(method, high, 1)[0] < target:
+        return high
+    if prompt_movement(method, low, 1)[0] > target:
+        return low
+    for _ in range(iterations):
+        mid = math.sqrt(low * high)
+        if prompt_movement(method, mid, 1)[0] < target:
+            low = mid
+        else:
+            high = mid
+    return math.sqrt(low * high)
 
 
 def auto_lr(method: Any, config: TrainConfig) -> float:
-    """``lr_paper * u_T5 / u_model`` for a prompt method; the paper's lr for full fine-tuning."""
-    paper_lr = METHOD_DEFAULTS[config.method][0]
+    """``--lr auto`` for a prompt method (see the module docstring); the paper's lr for full fine-tuning."""
     if config.method == "full":
-        return paper_lr
-    reference = reference_unit(
+        return METHOD_DEFAULTS["full"][0]
+    target = reference_move(
         config.method, config.num_prompt_tokens, config.num_sampled_tokens, config.residual_hidden, config.w_init
     )
-    return paper_lr * reference / unit_movement(method)
+    return matching_lr(method, target)
 
 
 def resolve(config: TrainConfig, method: Any, train_examples: Sequence[Any]) -> TrainConfig:
@@ -208,8 +231,10 @@ __all__ = [
     "EmbeddingStats",
     "auto_lr",
     "embedding_stats",
+    "matching_lr",
     "prompt_movement",
-    "reference_unit",
+    "reference_move",
+    "reference_table",
     "resolve",
     "scaled_rows",
     "table_model",
