@@ -47,6 +47,7 @@ def measure(loaded: Any, lr: float, steps: int, n: int, m: int, hidden: int, see
                 f"move_step{steps}": moves[-1],
                 "unit_move": auto.unit_movement(method),
                 "auto_lr": auto.auto_lr(method, config),
+                "t5_reference_move": auto.reference_move(method_name, n, m, hidden, w_init or "normal"),
                 "paper_lr": METHOD_DEFAULTS[method_name][0],
             }
         )
@@ -79,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
           f"m={args.num_sampled_tokens}, residual hidden {args.residual_hidden}, seed {args.seed}\n")  # fmt: skip
     last = f"move_step{args.steps}"
     print(f"| method | weight decay | move after step 1 | move after step {args.steps} | move per unit lr | "
-          "paper lr | --lr auto |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "paper lr | T5 reference: move of one step at the paper lr | --lr auto |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['method']} | {r['weight_decay']:g} | {100 * r['move_step1']:.1f} % | {100 * r[last]:.1f} % | "
-            f"{r['unit_move']:.2f} | {r['paper_lr']:g} | {r['auto_lr']:.3g} |"
+            f"{r['unit_move']:.2f} | {r['paper_lr']:g} | {100 * r['t5_reference_move']:.1f} % | {r['auto_lr']:.3g} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "stats": vars(stats), "rows": rows}, indent=2))

@@ -124,3 +124,15 @@ def test_no_warning_when_nothing_is_cut(tmp_path, tiny_llama, caplog):  # noqa: 
     _, results = _run(tmp_path, tiny_llama, task="rte", max_length=200)
     assert results["truncated"] == {"train": 0.0, "validation": 0.0}
     assert "truncated" not in caplog.text
+
+
+def test_cut_sources_keep_their_special_tokens(tiny_t5):  # noqa: F811
+    loaded = load_model(str(tiny_t5))
+    eos = loaded.tokenizer.eos_token_id
+    encoder = _encoder(loaded, 40)
+    by_fields = encoder.encode_example(_rte())
+    plain = encoder.encode(_rte().source, "entailment")  # text without fields: cut at the end
+    for encoded in (by_fields, plain):
+        assert encoded.truncated and len(encoded.source_ids) <= encoder.source_budget
+        assert encoded.source_ids[-1] == eos  # T5's closing </s> survives the cut
+    assert not encoder.encode("rte hypothesis: a premise: b", "entailment").truncated

@@ -94,9 +94,17 @@ class Encoder:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
+    def _plain(self, text: str) -> tuple[tuple[int, ...], bool]:
+        full = self._ids(text)
+        if len(full) <= self.source_budget:
+            return tuple(full), False
+        # The tokenizer's own truncation keeps the special tokens (T5's closing </s>, a BOS).
+        ids = self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.source_budget)
+        return tuple(ids["input_ids"]), True
+
     def source(self, text: str) -> tuple[int, ...]:
         """Plain text cut at the end (inputs without fields, e.g. ``superpos predict --text``)."""
-        return tuple(self._ids(text)[: self.source_budget])
+        return self._plain(text)[0]
 
     def fit_fields(self, prefix: str, fields: Sequence[tuple[str, str]]) -> tuple[tuple[int, ...], bool]:
         """``(ids, truncated)``: the source of ``fields`` within the budget, shortening the longest field first."""
@@ -143,8 +151,8 @@ class Encoder:
         return (*ids, self.eos)
 
     def encode(self, source: str, target: str) -> Encoded:
-        full = self._ids(source)
-        return Encoded(tuple(full[: self.source_budget]), self.target(target), len(full) > self.source_budget)
+        ids, truncated = self._plain(source)
+        return Encoded(ids, self.target(target), truncated)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
