@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args(argv)
 
-    torch.set_grad_enabled(False)
     loaded = load_model(args.model)
     rows = auto.scaled_rows(loaded)
     mean_row, row_norm = rows.mean(0), float(rows.norm(dim=1).mean())

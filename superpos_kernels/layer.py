@@ -126,7 +126,7 @@ class SuperPosPrompt(nn.Module):
 
         with torch.no_grad():
             rows = table.detach()[torch.tensor(ids, device=table.device)] * self.embed_scale
-            w0 = initial_w(w_init, n, rows, seed)
+            w0 = initial_w(w_init, n, rows, seed, table.detach().float().mean(0) * self.embed_scale)
         self.w_init = w_init
         self.w = nn.Parameter(w0.to(device=table.device, dtype=table.dtype))
         self.E = nn.Parameter(rows.unsqueeze(0).repeat(n, 1, 1).contiguous())
