@@ -57,12 +57,14 @@ def step0_loss(method: Method, encoded: list[Any], pad_id: int, batch_size: int)
     return sums[0] / counts[0], sums[1] / counts[1]
 
 
-def geometry(method: Method, mean_row: torch.Tensor, row_norm: float) -> tuple[float, float]:
+def geometry(method: Method, mean_row: torch.Tensor, row_norm: float) -> tuple[float, float, float]:
+    """``(mean |p_i| / mean row norm, share of p_i with a positive cosine to the mean row, mean pairwise cosine)``."""
     if method.name == "none":
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     with torch.no_grad():
         prompt = auto.prompt_of(method).float()
-    return float(prompt.norm(dim=1).mean()) / row_norm, float((prompt @ mean_row > 0).float().mean())
+    stats = auto.embedding_stats(prompt)
+    return stats.row_norm / row_norm, float((prompt @ mean_row > 0).float().mean()), stats.anisotropy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,20 +105,21 @@ def main(argv: list[str] | None = None) -> int:
                     )  # fmt: skip
                 method.eval()
                 loss, word_loss = step0_loss(method, encoded, pad, args.batch_size)
-                norm_ratio, positive = geometry(method, mean_row, row_norm)
+                norm_ratio, positive, cosine = geometry(method, mean_row, row_norm)
                 results.append(
                     {"task": task, "seed": seed, "method": name, "w_init": w_init, "loss": loss, "word_loss": word_loss,
-                     "norm_ratio": norm_ratio, "positive_share": positive}
+                     "norm_ratio": norm_ratio, "positive_share": positive, "pairwise_cosine": cosine}
                 )  # fmt: skip
                 line = f"{task} seed {seed} {name:8s} {w_init:6s} loss {loss:.4f} word {word_loss:.4f}"
                 print(line, file=sys.stderr, flush=True)
 
     print(f"model {args.model}, {args.eval_limit} validation examples per task (fixed subset), seeds {args.seeds}")
+    print(f"embedding rows: mean pairwise cosine {auto.embedding_stats(rows).anisotropy:.2f} (real tokens)")
     print("loss: cross-entropy before any training step over all label tokens (as trained) / over the label word")
     print("without its EOS; mean (min..max) over seeds\n")
     heads = [f"{t} loss | {t} word loss" for t in args.tasks]
-    print("| method | w init | " + " | ".join(heads) + " | |p|/|row| | p on tokens' side |")
-    print("|---|---|" + "---|---|" * len(args.tasks) + "---|---|")
+    print("| method | w init | " + " | ".join(heads) + " | |p|/|row| | p on tokens' side | cos(p_i, p_j) |")
+    print("|---|---|" + "---|---|" * len(args.tasks) + "---|---|---|")
     for name, w_init in VARIANTS:
         mine = [r for r in results if r["method"] == name and r["w_init"] == w_init]
         cells = []
@@ -126,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{statistics.mean(losses):.3f} ({min(losses):.3f}..{max(losses):.3f})")
         ratio = statistics.mean(r["norm_ratio"] for r in mine)
         share = statistics.mean(r["positive_share"] for r in mine)
-        geo = "-" if name == "none" else f"{ratio:.2f} | {100 * share:.0f} %"
-        print(f"| {name} | {w_init} | " + " | ".join(cells) + f" | {geo} |" + (" - |" if name == "none" else ""))
+        cosine = statistics.mean(r["pairwise_cosine"] for r in mine)
+        geo = "- | - | -" if name == "none" else f"{ratio:.2f} | {100 * share:.0f} % | {cosine:.2f}"
+        print(f"| {name} | {w_init} | " + " | ".join(cells) + f" | {geo} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     return 0

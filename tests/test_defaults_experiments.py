@@ -31,6 +31,7 @@ def test_init_study_prompt_init_starts_where_simple_prompt_tuning_does(tiny_llam
         by = {(r["method"], r["w_init"]): r for r in rows if r["seed"] == seed}
         assert by[("superpos", "prompt")]["loss"] == pytest.approx(by[("prompt", "-")]["loss"], rel=1e-6)
         assert by[("superpos", "cone")]["positive_share"] == 1.0
+        assert -1.0 <= by[("superpos", "normal")]["pairwise_cosine"] <= 1.0
         assert by[("superpos", "normal")]["loss"] != by[("superpos", "prompt")]["loss"]
     table = capsys.readouterr().out
     assert "| superpos | cone |" in table and "| none | - |" in table
