@@ -75,8 +75,8 @@ class TrainConfig:
     residual_hidden: int = _opt(800, "residual: bottleneck width of the reparameterisation MLP (official: 800)")
     w_init: str = _opt(
         "normal",
-        "superpos: w initialisation: normal N(0,1/m); cone |N(0,1/m)| (prompt on the tokens' side); prompt "
-        "(one weight 1: simple prompt tuning's start)",
+        "superpos: w initialisation: normal N(0,1/m); cone: the same, each prompt vector's sign flipped to the "
+        "tokens' side of the mean row; prompt: one weight 1 (simple prompt tuning's start)",
         W_INITS,
     )
     # --- optimisation ---
