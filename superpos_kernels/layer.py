@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from .init import initial_w
 from .io import (
     atomic_write_json,
     check_adapter_shapes,
@@ -87,6 +88,7 @@ class SuperPosPrompt(nn.Module):
         sampled_token_ids: use these ids instead of sampling (e.g. to share them across runs).
         base_model_name: recorded in the saved config.
         embed_scale: multiplier of gathered rows; read from ``embedding.embed_scale`` when not given.
+        w_init: ``normal`` | ``cone`` | ``prompt``, where the prompt starts (``superpos_kernels.init``).
 
     ``w`` is initialised ``N(0, 1/m)``: the superposed prompt then starts with the expected norm of one vocabulary
     row (for near-orthogonal rows ``|p|^2 = sum_j w_j^2 |e_j|^2``), and the random signs break the symmetry between
@@ -104,6 +106,7 @@ class SuperPosPrompt(nn.Module):
         sampled_token_ids: Sequence[int] | None = None,
         base_model_name: str | None = None,
         embed_scale: float | None = None,
+        w_init: str = "normal",
     ) -> None:
         super().__init__()
         embedding = _resolve_embedding(embedding)
@@ -137,8 +140,8 @@ class SuperPosPrompt(nn.Module):
 
         with torch.no_grad():
             rows = table.detach()[torch.tensor(ids, device=table.device)] * self.embed_scale
-            generator = torch.Generator().manual_seed(seed)
-            w0 = torch.randn(n, m, generator=generator, dtype=torch.float32) / math.sqrt(m)
+            w0 = initial_w(w_init, n, rows, seed, table.detach().float().mean(0) * self.embed_scale)
+        self.w_init = w_init
         self.w = nn.Parameter(w0.to(device=table.device, dtype=table.dtype))
         self.E = nn.Parameter(rows.unsqueeze(0).repeat(n, 1, 1).contiguous())
 
@@ -190,6 +193,7 @@ class SuperPosPrompt(nn.Module):
             "num_embeddings": self.num_embeddings,
             "embed_scale": self.embed_scale,
             "seed": self.seed,
+            "w_init": self.w_init,
             "dtype": str(self.w.dtype).removeprefix("torch."),
             "base_model_name_or_path": self.base_model_name,
         }

@@ -99,7 +99,10 @@ def test_main_metric_from_results_else_from_the_task(tmp_path):
         ({}, "is not a run folder (no config.json)"),
         ({"config": "{"}, "config.json is not valid JSON"),
         ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS) + "{"}, "metrics.jsonl line 3 is not JSON"),
-        ({"config": {"task": "sst2"}, "metrics": _jsonl(ROWS), "results": "[]"}, "results.json must hold a JSON object, found a JSON list"),
+        (
+            {"config": {"task": "sst2"}, "metrics": _jsonl(ROWS), "results": "[]"},
+            "results.json must hold a JSON object, found a JSON list",
+        ),
     ],
     ids=["no-config", "config-not-json", "metrics-truncated", "results-not-object"],
 )

@@ -20,6 +20,7 @@ from .config import (
     TrainConfig,
     build_config,
     config_from_dict,
+    parse_auto,
     read_config_file,
     read_json_file,
     read_text_file,
@@ -31,6 +32,8 @@ EXIT_USER_ERROR = 2
 
 def _type_of(field: dataclasses.Field) -> Any:
     kind = str(field.type)
+    if field.metadata.get("auto"):  # a number or "auto"
+        return parse_auto(int if kind.startswith("int") else float)
     if kind.startswith("int"):
         return int
     if kind.startswith("float"):
@@ -238,7 +241,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config, task, method, encoder, device = _inference_setup(args)
     data_dir = args.data_dir or config.data_dir or default_data_dir()
     examples = load_examples(task, args.split, data_dir, limit=args.limit or None, seed=config.seed)
-    encoded = [encoder.encode(e.source, e.target) for e in examples]
+    encoded = [encoder.encode_example(e) for e in examples]
     metrics, _ = evaluate_examples(
         method,
         encoder,

@@ -11,6 +11,7 @@ Layouts (the soft prompt is prepended later, by the method, in front of everythi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +22,15 @@ from torch import Tensor
 from .errors import ConfigError
 
 IGNORE_INDEX = -100
+AUTO_COVERAGE = 0.99  # --max-length auto: share of training sources that must fit uncut
+FALLBACK_LENGTH = 512  # --max-length auto without training data or a position limit (T5's pre-training length)
 
 
 @dataclass(frozen=True)
 class Encoded:
     source_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
+    truncated: bool = False  # the source lost tokens to fit the length budget
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Encoder:
         self,
         tokenizer: Any,
         is_encoder_decoder: bool,
-        max_length: int,
+        max_length: int | str,
         num_prompt_tokens: int,
         max_target_length: int,
         max_positions: int | None = None,
@@ -66,6 +70,9 @@ class Encoder:
     ) -> None:
         self.tokenizer, self.seq2seq = tokenizer, is_encoder_decoder
         self.max_target_length = max_target_length
+        if max_length == "auto":  # no training data here (inference): as long as the model allows
+            max_length = _length_cap(is_encoder_decoder, max_positions, max_new_tokens) or FALLBACK_LENGTH
+        self.max_length = int(max_length)
         budget = max_length - num_prompt_tokens - (0 if is_encoder_decoder else max_target_length)
         if budget < 1:
             raise ConfigError(
@@ -84,9 +91,56 @@ class Encoder:
             raise ConfigError("the tokenizer has no EOS token; labels need one to end")
         self.eos = int(eos)
 
-    def source(self, text: str) -> tuple[int, ...]:
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _plain(self, text: str) -> tuple[tuple[int, ...], bool]:
+        full = self._ids(text)
+        if len(full) <= self.source_budget:
+            return tuple(full), False
+        # The tokenizer's own truncation keeps the special tokens (T5's closing </s>, a BOS).
         ids = self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.source_budget)
-        return tuple(ids["input_ids"])
+        return tuple(ids["input_ids"]), True
+
+    def source(self, text: str) -> tuple[int, ...]:
+        """Plain text cut at the end (inputs without fields, e.g. ``superpos predict --text``)."""
+        return self._plain(text)[0]
+
+    def fit_fields(self, prefix: str, fields: Sequence[tuple[str, str]]) -> tuple[tuple[int, ...], bool]:
+        """``(ids, truncated)``: the source of ``fields`` within the budget, shortening the longest field first."""
+        from .tasks import render_source
+
+        ids = self._ids(render_source(prefix, fields))
+        excess = len(ids) - self.source_budget
+        if excess <= 0:
+            return tuple(ids), False
+        keys = [key for key, _ in fields]
+        # Each field's tokens in context form (a leading space), so cutting k of them shortens the source by ~k.
+        pieces = [self.tokenizer(" " + text, add_special_tokens=False)["input_ids"] for _, text in fields]
+        keep = [len(p) for p in pieces]
+        while excess > 0:
+            if not any(keep):
+                raise ConfigError(
+                    f"--max-length {self.max_length} is too small for the field names alone "
+                    f"({', '.join(keys)}: {len(ids)} tokens with every field empty); raise --max-length"
+                )
+            for _ in range(excess):  # one token off whichever field is longest now (ties: the first)
+                longest = max(range(len(keep)), key=lambda i: keep[i])
+                keep[longest] = max(keep[longest] - 1, 0)
+            texts = [
+                " ".join(self.tokenizer.decode(p[:k], skip_special_tokens=True).split())
+                for p, k in zip(pieces, keep, strict=True)
+            ]
+            ids = self._ids(render_source(prefix, list(zip(keys, texts, strict=True))))
+            excess = len(ids) - self.source_budget  # re-tokenising may merge or split a token: loop until it fits
+        return tuple(ids), True
+
+    def encode_example(self, example: Any) -> Encoded:
+        """An ``Example`` (tasks.py): fields shortened longest-first when it is too long, the label never."""
+        if not example.fields:
+            return self.encode(example.source, example.target)
+        ids, truncated = self.fit_fields(example.prefix, example.fields)
+        return Encoded(ids, self.target(example.target), truncated)
 
     def target(self, text: str) -> tuple[int, ...]:
         if self.seq2seq:
@@ -97,10 +151,47 @@ class Encoder:
         return (*ids, self.eos)
 
     def encode(self, source: str, target: str) -> Encoded:
-        return Encoded(self.source(source), self.target(target))
+        ids, truncated = self._plain(source)
+        return Encoded(ids, self.target(target), truncated)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+
+def _length_cap(seq2seq: bool, max_positions: int | None, max_new_tokens: int) -> int | None:
+    """Longest ``--max-length`` the model can take (causal: room left for the generated tokens); None: no limit."""
+    if seq2seq or max_positions is None:
+        return None
+    return max_positions - max_new_tokens
+
+
+def auto_max_length(
+    tokenizer: Any,
+    sources: Sequence[str],
+    is_encoder_decoder: bool,
+    num_prompt_tokens: int,
+    max_target_length: int,
+    max_positions: int | None = None,
+    max_new_tokens: int = 0,
+    coverage: float = AUTO_COVERAGE,
+) -> int:
+    """The smallest ``--max-length`` that leaves at least ``coverage`` of ``sources`` uncut, within the model's cap.
+
+    Counts what the Encoder puts in a row: the prompt, the source with its special tokens and (causal) the label
+    budget ``max_target_length``.
+    """
+    cap = _length_cap(is_encoder_decoder, max_positions, max_new_tokens)
+    if not sources:
+        return cap or FALLBACK_LENGTH
+    lengths = sorted(len(ids) for ids in tokenizer(list(sources), add_special_tokens=True)["input_ids"])
+    covered = lengths[max(math.ceil(coverage * len(lengths)) - 1, 0)]
+    needed = num_prompt_tokens + covered + (0 if is_encoder_decoder else max_target_length)
+    return needed if cap is None else min(needed, cap)
+
+
+def truncated_share(encoded: Sequence[Encoded]) -> float:
+    """Share of rows whose source was cut (0.0 for no rows)."""
+    return sum(e.truncated for e in encoded) / len(encoded) if encoded else 0.0
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> Tensor:
@@ -173,8 +264,10 @@ __all__ = [
     "Batch",
     "Encoded",
     "Encoder",
+    "auto_max_length",
     "epoch_batches",
     "label_rows",
     "source_batch",
     "train_batch",
+    "truncated_share",
 ]

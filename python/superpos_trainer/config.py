@@ -27,7 +27,8 @@ METHODS = ("superpos", "prompt", "residual", "full")
 METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
     "superpos": (1e-2, 1e-5),
     "prompt": (1e-2, 1e-2),
-    "residual": (0.3, 1e-2),
+    # Official Residual Prompt Tuning code (arazd/ResidualPrompts train.py:24, 143): lr 0.3, decay 1e-5 on all.
+    "residual": (0.3, 1e-5),
     # The paper gives only the learning rate for full fine-tuning; no weight decay keeps it plain AdamW-on-Adam.
     "full": (1e-5, 0.0),
 }
@@ -36,10 +37,24 @@ DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
 SEED_MAX = 2**32 - 1  # what every seeded generator here accepts (the data order multiplies it by 100_003)
 INT_MAX = 2**31 - 1  # the largest count option (int32)
 CONFIG_FILE_MAX_BYTES = 1 << 20  # a config file is a few lines; refuse anything that could be a bomb
+AUTO = "auto"  # --max-length auto / --lr auto: derived from the data / the model (auto_defaults.py)
+W_INITS = ("normal", "cone", "prompt")  # superpos_kernels.init.W_INITS (a test checks they match)
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+def _opt(
+    default: Any, help: str, choices: tuple[str, ...] | None = None, flag: bool = False, auto: bool = False
+) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, "auto": auto})
+
+
+def parse_auto(kind: type) -> Any:
+    """An argparse ``type`` for options that take a number or ``auto``."""
+
+    def parse(text: str) -> Any:
+        return AUTO if text == AUTO else kind(text)
+
+    parse.__name__ = f"{kind.__name__} or auto"  # argparse names it in "invalid ... value" errors
+    return parse
 
 
 @dataclass
@@ -61,11 +76,22 @@ class TrainConfig:
     method: str = _opt("superpos", "superpos | prompt | residual | full", METHODS)
     num_prompt_tokens: int = _opt(10, "soft prompt length n (superpos, prompt, residual)")
     num_sampled_tokens: int = _opt(128, "superpos: vocabulary rows m superposed per prompt token")
-    residual_hidden: int = _opt(128, "residual: bottleneck width of the reparameterisation MLP")
+    residual_hidden: int = _opt(800, "residual: bottleneck width of the reparameterisation MLP (official: 800)")
+    w_init: str = _opt(
+        "normal",
+        "superpos: w initialisation: normal N(0,1/m); cone: the same, each prompt vector's sign flipped to the "
+        "tokens' side of the mean row; prompt: one weight 1 (simple prompt tuning's start)",
+        W_INITS,
+    )
     # --- optimisation ---
-    lr: float | None = _opt(None, "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5)")
+    lr: float | str | None = _opt(
+        None,
+        "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5); auto: scaled to the "
+        "model's embeddings so one step moves the prompt as the paper's lr does on T5 (auto_defaults.py)",
+        auto=True,
+    )
     weight_decay: float | None = _opt(
-        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt/residual 1e-2, full 0)"
+        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt 1e-2, residual 1e-5, full 0)"
     )
     epochs: int = _opt(1, "training epochs (paper: 80)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no cap)")
@@ -75,7 +101,12 @@ class TrainConfig:
     dropout: str = _opt("off", "off: frozen backbone in eval mode (paper); on: keep its dropout", ("off", "on"))
     group_by_length: bool = _opt(False, "batch examples of similar length together (less padding)", flag=True)
     # --- lengths ---
-    max_length: int = _opt(128, "tokens per input sequence INCLUDING the soft prompt (and the label, causal LMs)")
+    max_length: int | str = _opt(
+        AUTO,
+        "tokens per input sequence INCLUDING the soft prompt (and the label, causal LMs); auto: cover >= 99 percent of "
+        "the training inputs uncut, within the model's positions",
+        auto=True,
+    )
     max_target_length: int = _opt(8, "label tokens kept for training")
     max_new_tokens: int = _opt(5, "tokens generated per example at evaluation")
     # --- data subsets ---
@@ -117,7 +148,7 @@ class TrainConfig:
         if cfg.method not in METHODS:
             raise ConfigError(f"unknown method {short_repr(cfg.method)}; choose one of {', '.join(METHODS)}")
         lr, wd = METHOD_DEFAULTS[cfg.method]
-        cfg.lr = lr if cfg.lr is None else float(cfg.lr)
+        cfg.lr = lr if cfg.lr is None else cfg.lr if cfg.lr == AUTO else float(cfg.lr)
         cfg.weight_decay = wd if cfg.weight_decay is None else float(cfg.weight_decay)
         cfg.validate()
         return cfg
@@ -135,7 +166,7 @@ class TrainConfig:
             "epochs",
             "batch_size",
             "grad_accum",
-            "max_length",
+            *(() if self.max_length == AUTO else ("max_length",)),
             "max_target_length",
             "max_new_tokens",
             "eval_batch_size",
@@ -155,7 +186,7 @@ class TrainConfig:
         ranges = {"holdout_fraction": "in [0, 1)", "lr": "> 0", "weight_decay": ">= 0"}
         for name, shown in ranges.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or (name == "lr" and value == AUTO):
                 continue
             finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
             low_ok = finite and (value > 0 if name == "lr" else value >= 0)
@@ -164,7 +195,7 @@ class TrainConfig:
         for name in ("model", "task", "device"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"{_flag(name)} must be a non-empty text, got {short_repr(getattr(self, name))}")
-        if self.method != "full" and self.max_length <= self.num_prompt_tokens:
+        if self.method != "full" and self.max_length != AUTO and self.max_length <= self.num_prompt_tokens:
             raise ConfigError(
                 f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
                 f"prompt; raise --max-length above {self.num_prompt_tokens} or lower --num-prompt-tokens"
@@ -196,6 +227,8 @@ def _coerce(name: str, value: Any, source: str = "config file") -> Any:
     """Type-check one value from a config file (CLI values are already typed by argparse)."""
     f = FIELDS[name]
     kind = f.type if isinstance(f.type, str) else str(f.type)
+    if f.metadata.get("auto") and value == AUTO:
+        return AUTO
     if value is None:
         if "None" in kind:
             return None

@@ -6,8 +6,24 @@ folder (``adapter_config.json`` + ``adapter_model.safetensors``).
 
 * ``superpos``: :class:`superpos_kernels.SuperPosPrompt` (n=10 prompt tokens, m=128 superposed rows, decay on w).
 * ``prompt``: simple prompt tuning (Lester et al. 2021), n trainable vectors initialised from sampled vocab rows.
-* ``residual``: Residual Prompt Tuning (Razdaibiedina et al. 2023): ``P = LayerNorm(MLP(P0)) + P0`` with one MLP
-  ``d -> hidden -> d`` (ReLU) shared by and applied to each prompt token.
+* ``residual``: Residual Prompt Tuning (Razdaibiedina et al. 2023), as its official code runs it by default
+  (github.com/arazd/ResidualPrompts at 53087ca; ``train.py`` is its command line, ``prompt_tuner2.py`` the model):
+
+  - ``P = LayerNorm(W2 relu(W1 P0)) + P0``: Linear(d, hidden), ReLU, Linear(hidden, d), then LayerNorm, then the
+    skip connection (prompt_tuner2.py:42-56, 92-93; ``--residual 1`` train.py:220, ``--mlp_layer_norm 1``
+    train.py:234, ``--nonlinearity relu`` train.py:241);
+  - ONE MLP shared by every prompt token (``--separate_mlps 0``, train.py:227; prompt_tuner2.py:293-302);
+  - bottleneck 800 (``--bottleneck_size``, train.py:248), no dropout (``--mlp_dropout 0.0``, train.py:150);
+  - AdamW, lr 0.3 (train.py:143), weight decay 1e-5 on every parameter, the prompt, the MLP and the LayerNorm
+    alike (train.py:24 passes 1e-5; prompt_tuner2.py:232-263 uses it for all groups, the MLP's included);
+  - the prompt starts from random vocabulary rows (prompt_tuner2.py:321-325). Here: sampled non-special rows
+    through the embedding module, as for ``prompt``, so both baselines start from the same point.
+
+  One documented adaptation: the LayerNorm's gain starts at the element RMS of the model's (scaled) embedding
+  table instead of 1. PyTorch's LayerNorm outputs elements of RMS 1 (norm ``sqrt(d)``); on T5, whose embedding
+  elements are of order 1 (Mesh TensorFlow initialises them N(0, 1)), that is a token's scale, but on SmolLM2-135M
+  (element std 0.136) it is 7.5x a token row and the MLP branch drowns ``P0``. The gain is trainable as in the
+  official code (affine LayerNorm), only its start is rescaled; on a table of element RMS 1 nothing changes.
 * ``full``: full fine-tuning, no prompt; every backbone weight trains.
 
 The frozen model is referenced, never registered as a submodule: ``method.parameters()`` and ``state_dict()`` hold
@@ -112,7 +128,9 @@ class SuperPosMethod(Method):
         self.layer = layer
 
     @classmethod
-    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, num_sampled_tokens: int, seed: int) -> SuperPosMethod:
+    def create(
+        cls, loaded: LoadedModel, num_prompt_tokens: int, num_sampled_tokens: int, seed: int, w_init: str = "normal"
+    ) -> SuperPosMethod:
         vocab = _vocab_size(loaded)
         specials = _special_ids(loaded.tokenizer)
         if num_sampled_tokens > vocab - len(set(specials) & set(range(vocab))):
@@ -128,6 +146,7 @@ class SuperPosMethod(Method):
             vocab_size=vocab,
             exclude_ids=specials,
             base_model_name=loaded.name,
+            w_init=w_init,
         )
         return cls(loaded, layer)
 
@@ -146,7 +165,9 @@ class SuperPosMethod(Method):
 
     @classmethod
     def load(cls, folder: Path, loaded: LoadedModel) -> SuperPosMethod:
-        return cls(loaded, SuperPosPrompt.from_pretrained(folder, loaded.model, device=loaded.embedding.weight.device))
+        layer = SuperPosPrompt.from_pretrained(folder, loaded.model, device=loaded.embedding.weight.device)
+        layer.w_init = read_adapter_config(folder).get("w_init", "normal")  # w itself is loaded; keep the record
+        return cls(loaded, layer)
 
 
 class PromptMethod(Method):
@@ -197,36 +218,59 @@ class PromptMethod(Method):
         return method.to(loaded.embedding.weight.device)
 
 
+RESIDUAL_HIDDEN = 800  # official --bottleneck_size default (ResidualPrompts train.py:248)
+
+
+def embedding_rms(loaded: LoadedModel) -> float:
+    """Root mean square of the embedding table's elements, times the module's own scale (Gemma: sqrt(d))."""
+    weight = loaded.embedding.weight.detach()
+    scale = getattr(loaded.embedding, "embed_scale", 1.0)
+    scale = float(scale.item() if isinstance(scale, Tensor) else scale)
+    return float(weight.float().pow(2).mean().sqrt()) * scale
+
+
 class ResidualMethod(PromptMethod):
-    """``P = LayerNorm(W2 relu(W1 P0)) + P0``: the MLP reparameterises every prompt token (shared weights)."""
+    """``P = LayerNorm(W2 relu(W1 P0)) + P0``: one MLP, shared by every prompt token, reparameterises the prompt.
+
+    ``norm_scale`` is the LayerNorm gain's start (the module docstring says why it is the embeddings' RMS).
+    """
 
     name, peft_type = "residual", "RESIDUAL_PROMPT_TUNING"
 
-    def __init__(self, loaded: LoadedModel, prompt: Tensor, hidden: int) -> None:
+    def __init__(self, loaded: LoadedModel, prompt: Tensor, hidden: int, norm_scale: float = 1.0) -> None:
         super().__init__(loaded, prompt)
         dim = prompt.shape[1]
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.norm = nn.LayerNorm(dim)
+        with torch.no_grad():
+            self.norm.weight.fill_(norm_scale)
+        self.norm_scale = float(norm_scale)
         self.to(loaded.embedding.weight.device)
 
     @classmethod
-    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int, hidden: int = 128) -> ResidualMethod:
+    def create(
+        cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int, hidden: int = RESIDUAL_HIDDEN
+    ) -> ResidualMethod:
         prompt = cls.initial_prompt(loaded, num_prompt_tokens, seed)
         with torch.random.fork_rng(devices=[]):  # MLP init seeded, without disturbing the global stream
             torch.manual_seed(seed)
-            return cls(loaded, prompt, hidden)
+            return cls(loaded, prompt, hidden, embedding_rms(loaded))
 
     def prompt_vectors(self) -> Tensor:
         return self.norm(self.mlp(self.prompt)) + self.prompt
 
     def adapter_config(self) -> dict[str, Any]:
-        return {**super().adapter_config(), "residual_hidden": self.mlp[0].out_features}
+        return {
+            **super().adapter_config(),
+            "residual_hidden": self.mlp[0].out_features,
+            "residual_norm_scale": self.norm_scale,  # the gain's start; the trained gain is in the weights
+        }
 
     @classmethod
     def load(cls, folder: Path, loaded: LoadedModel) -> ResidualMethod:
         config, tensors = _read_folder(folder)
         _check_dim(folder, tensors["prompt"].shape[1], loaded)
-        method = cls(loaded, tensors["prompt"], int(config["residual_hidden"]))
+        method = cls(loaded, tensors["prompt"], int(config["residual_hidden"]), config.get("residual_norm_scale", 1.0))
         _load_state(method, tensors, folder)
         return method
 
@@ -319,11 +363,12 @@ def build_method(
     loaded: LoadedModel,
     num_prompt_tokens: int = 10,
     num_sampled_tokens: int = 128,
-    residual_hidden: int = 128,
+    residual_hidden: int = RESIDUAL_HIDDEN,
     seed: int = 0,
+    w_init: str = "normal",
 ) -> Method:
     if method == "superpos":
-        return SuperPosMethod.create(loaded, num_prompt_tokens, num_sampled_tokens, seed)
+        return SuperPosMethod.create(loaded, num_prompt_tokens, num_sampled_tokens, seed, w_init)
     if method == "prompt":
         return PromptMethod.create(loaded, num_prompt_tokens, seed).to(loaded.embedding.weight.device)
     if method == "residual":

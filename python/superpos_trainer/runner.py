@@ -219,7 +219,7 @@ def _train(
             f"  data: {len(train)} train / {len(evaluation)} validation"
             + (f" / {len(holdout)} held-out" if holdout else "")
             + f" examples from {config.data_dir or 'the Hugging Face hub'}\n"
-            f"  {config.epochs} epoch(s), batch {config.batch_size}x{config.grad_accum}, lr {config.lr:g}, "
+            f"  {config.epochs} epoch(s), batch {config.batch_size}x{config.grad_accum}, lr {config.lr}, "
             f"wd {config.weight_decay:g}, device {device}"
             + (f" x {world} processes (DDP; the batch is global)" if world > 1 else "")
             + f"\n  run folder: {run_dir}",
@@ -227,7 +227,13 @@ def _train(
         )
     loaded = load_model(config.model, config.model_type, device)
     method = build_method(
-        config.method, loaded, config.num_prompt_tokens, config.num_sampled_tokens, config.residual_hidden, config.seed
+        config.method,
+        loaded,
+        config.num_prompt_tokens,
+        config.num_sampled_tokens,
+        config.residual_hidden,
+        config.seed,
+        config.w_init,
     )
     trainable, total = method.count_parameters()
     log.info(

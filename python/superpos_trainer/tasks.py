@@ -1,11 +1,12 @@
 """The 13 GLUE / SuperGLUE tasks as text-to-text problems: input format, label words, parsing, official metrics.
 
 Input format (T5 convention): ``"<task> key1: value1 key2: value2 ..."`` with the official field names as keys in
-alphabetical order, as T5's GLUE preprocessor writes them ("mnli hypothesis: ... premise: ..."). Two deliberate
-exceptions put the long context LAST, so right-truncation by the tokenizer cuts the passage and never the question:
-BoolQ ("boolq question: ... passage: ...") and MultiRC ("multirc question: ... answer: ... paragraph: ...", T5's own
-order). Whitespace runs inside a field collapse to one space. Zero-length texts are KEPT (an empty field gives
-"key: " in the input): they are rare, valid rows of the official files, and dropping them would change the dev sets.
+alphabetical order, as T5's GLUE preprocessor writes them ("mnli hypothesis: ... premise: ..."); BoolQ and MultiRC
+put the long context last ("boolq question: ... passage: ...", T5's own order). Every ``Example`` also carries its
+parts (task name, ``(key, text)`` fields) so that an input too long for ``--max-length`` loses the end of its
+LONGEST field, never a key, the task name or a short field (``collate.Encoder``). Whitespace runs inside a field
+collapse to one space. Zero-length texts are KEPT (an empty field gives "key: " in the input): they are rare,
+valid rows of the official files, and dropping them would change the dev sets.
 
 Label words (targets) are T5's, short and mostly single-token:
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
@@ -49,6 +50,15 @@ class Example:
     label: int | float  # raw gold label (class index; float for STS-B)
     group: str | None = None  # MultiRC: "<paragraph idx>-<question idx>" for grouped metrics (EM), else None
     idx: int | None = None  # the official row index (MultiRC: the answer index)
+    # The source's parts, so the Encoder can shorten the longest field and never a field name or the task name:
+    # ``source == render_source(prefix, fields)``. Left out of equality: they restate ``source``.
+    prefix: str = field(default="", compare=False, repr=False)
+    fields: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)  # (shown key, text)
+
+
+def render_source(prefix: str, fields: Sequence[tuple[str, str]]) -> str:
+    """``"<prefix> key1: text1 key2: text2"``: the one place the source layout is written."""
+    return " ".join([prefix] + [f"{shown}: {text}" for shown, text in fields])
 
 
 class RowError(ValueError):
@@ -93,11 +103,18 @@ class Task:
     def format(self, row: Mapping[str, Any]) -> Example:
         """Raw row with the official field names (HF datasets row, JSONL object, or TSV columns) -> Example."""
         label = self.normalize_label(_field(row, "label"))
-        return Example(source=self.source_text(row), target=self.label_text(label), label=label, idx=_row_idx(row))
+        return self._example(row, self.label_text(label), label, idx=_row_idx(row))
+
+    def _example(self, row: Mapping[str, Any], target: str, label: int | float, **extra: Any) -> Example:
+        parts = self.source_fields(row)
+        return Example(render_source(self.name, parts), target, label, prefix=self.name, fields=parts, **extra)
+
+    def source_fields(self, row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        """``(shown key, text)`` per input field, in input order."""
+        return tuple((shown, _text(row, key)) for shown, key in self.fields)
 
     def source_text(self, row: Mapping[str, Any]) -> str:
-        parts = [self.name] + [f"{shown}: {_text(row, key)}" for shown, key in self.fields]
-        return " ".join(parts)
+        return render_source(self.name, self.source_fields(row))
 
     def label_text(self, label: int | float) -> str:
         """Class index -> label word (the target text)."""
@@ -226,11 +243,11 @@ class STSBTask(Task):
 class COPATask(Task):
     """COPA: the question field must be "cause" or "effect" (it tells the model which way to reason)."""
 
-    def source_text(self, row: Mapping[str, Any]) -> str:
+    def source_fields(self, row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         question = _text(row, "question")
         if question not in ("cause", "effect"):
             raise RowError(f"copa: field 'question' is {question!r}; expected 'cause' or 'effect'")
-        return super().source_text(row)
+        return super().source_fields(row)
 
 
 class MultiRCTask(Task):
@@ -247,7 +264,7 @@ class MultiRCTask(Task):
             raise RowError(f"multirc: field 'idx' must hold paragraph, question and answer indices, got {idx!r}")
         group = f"{idx['paragraph']}-{idx['question']}"
         answer_idx = idx["answer"] if isinstance(idx["answer"], int) else None
-        return Example(self.source_text(row), self.label_text(label), label, group=group, idx=answer_idx)
+        return self._example(row, self.label_text(label), label, group=group, idx=answer_idx)
 
     def _scores(self, preds: list[int], golds: list[int], examples: Sequence[Example]) -> dict[str, float]:
         groups = [e.group if e.group is not None else f"row-{i}" for i, e in enumerate(examples)]

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import auto_defaults, distributed, guard
 from . import checkpoints as ckpt
-from . import distributed, guard
 from .collate import Batch, Encoded, Encoder, epoch_batches, train_batch
 from .config import TrainConfig
 from .evaluate import decoder_start_fn, evaluate_examples
@@ -77,6 +77,7 @@ class Trainer:
         device: torch.device | None = None,
         holdout_examples: Sequence[Any] = (),
     ) -> None:
+        config = auto_defaults.resolve(config, method, train_examples)  # --max-length auto, --lr auto -> numbers
         self.config, self.method, self.task = config, method, task
         self.loaded = method.loaded
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -93,9 +94,10 @@ class Trainer:
         )
         self.train_examples, self.eval_examples = list(train_examples), list(eval_examples)
         self.holdout_examples = list(holdout_examples)
-        self.train_encoded = [self.encoder.encode(e.source, e.target) for e in self.train_examples]
-        self.eval_encoded = [self.encoder.encode(e.source, e.target) for e in self.eval_examples]
-        self.holdout_encoded = [self.encoder.encode(e.source, e.target) for e in self.holdout_examples]
+        self.train_encoded = [self.encoder.encode_example(e) for e in self.train_examples]
+        self.eval_encoded = [self.encoder.encode_example(e) for e in self.eval_examples]
+        self.holdout_encoded = [self.encoder.encode_example(e) for e in self.holdout_examples]
+        self.truncated = auto_defaults.truncation_report({"train": self.train_encoded, "validation": self.eval_encoded})
         self.rank, self.world_size = self._distributed()
         self.train_module = self.wrap(LossModule(method))
         self.optimizer = torch.optim.AdamW(method.param_groups(config.weight_decay), lr=config.lr)
@@ -393,6 +395,7 @@ class Trainer:
             "num_holdout": len(self.holdout_examples),
             "last_eval": rows[-1] if rows else None,
             "holdout": None,
+            "truncated": self.truncated,  # share of inputs cut to fit --max-length, per split
         }
         if self.holdout_examples:
             results["holdout"] = self._score_holdout()
