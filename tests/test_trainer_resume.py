@@ -144,3 +144,21 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
         return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
 
     assert padding(grouped) < padding(a) / 4
+
+
+def test_resume_needs_only_the_run_folder_and_keeps_its_options(tiny_t5, tiny_data, tmp_path, capsys):
+    """--resume reuses the options the run was started with: defaults changed since never block an old run."""
+    run = tmp_path / "run"
+    assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    # The run's own value where today's default differs (max_length 64; the default is auto): resuming without the
+    # flag must not count as a change (old run folders hold the defaults of their day).
+    assert saved["max_length"] == 64
+    before = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", "--output-dir", str(run), "--resume"]) == 0, capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_text() == before
+    # A flag that differs from the run's own options is still refused, naming the option.
+    assert main(["train", "--output-dir", str(run), "--resume", "--max-length", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "max_length: 64 -> 32" in err

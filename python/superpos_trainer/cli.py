@@ -151,12 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runner import run_training
+    from .runner import run_training, saved_run_options
 
     file_options = read_config_file(args.config) if args.config else {}
     cli_options = {name: getattr(args, name) for name in FIELDS}
+    # --resume continues a run with the options it was started with: defaults that changed since (or options added
+    # since) never stop an old run folder; a flag or --config value that differs is still refused by the run check.
+    saved_options = saved_run_options(Path(args.output_dir)) if args.resume and args.output_dir else {}
     try:
-        config = build_config(file_options, cli_options)
+        config = build_config({**saved_options, **file_options}, cli_options)
     except ConfigError as exc:  # name the config file when the refused value came from it
         from_file = [n for n in file_options if cli_options.get(n) is None and f"--{n.replace('_', '-')} " in str(exc)]
         if from_file:

@@ -91,6 +91,22 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder
     return run_dir, lock, created
 
 
+def saved_run_options(run_dir: Path) -> dict[str, Any]:
+    """The options ``run_dir`` was started with (``{}`` when it holds no run), as the defaults of ``--resume``.
+
+    Read through :func:`config_from_dict`: each value type-checked, options the run predates at the value it ran
+    with (or today's default). ``output_dir`` is the folder itself and stays the caller's.
+    """
+    path = run_dir.expanduser() / "config.json"
+    if not path.is_file():
+        return {}
+    from .config import config_from_dict, read_json_file
+
+    saved = config_from_dict(read_json_file(path), str(path)).to_dict()
+    saved.pop("output_dir", None)
+    return saved
+
+
 def _check_saved_config(saved_path: Path, config: TrainConfig) -> None:
     from .config import read_json_file
 
