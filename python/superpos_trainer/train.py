@@ -32,7 +32,7 @@ from .evaluate import decoder_start_fn, evaluate_examples
 from .faults import fault_point
 from .forward import autocast, label_logits, label_loss
 from .methods import Method
-from .precision import precision_name, use_bf16
+from .precision import precision_name, prefer_fast_attention, use_bf16
 
 log = logging.getLogger("superpos_trainer")
 
@@ -83,6 +83,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.device = device or self.loaded.embedding.weight.device
         self.bf16 = use_bf16(config.bf16, self.device)
+        prefer_fast_attention(self.loaded.model, self.bf16, self.device)
         self.encoder = Encoder(
             self.loaded.tokenizer,
             self.loaded.is_encoder_decoder,
