@@ -77,7 +77,7 @@ def prefer_fast_attention(model: torch.nn.Module, bf16: bool, device: torch.devi
     PyTorch's CPU flash-attention kernel is slow in bf16, its backward most of all: on SmolLM2-135M (batch 8 x ~40
     tokens, 2026-11-30, quiet 2-core EPYC) a bf16 train step took 0.99 s with SDPA and 0.63 s with eager attention
     (1.36 s vs 1.06 s at 1 thread), while in fp32 SDPA was the faster one. Only models that run SDPA are switched;
-    the math is the same softmax(QK^T)V, so results agree to rounding (tests/test_precision.py).
+    the math is the same softmax(QK^T)V, so results agree to rounding (tests/test_fast_attention.py).
     """
     config = getattr(model, "config", None)
     if not bf16 or device.type != "cpu" or getattr(config, "_attn_implementation", None) != "sdpa":
