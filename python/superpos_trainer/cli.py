@@ -80,9 +80,16 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
 
 
-class _UsageError(Exception):
+class _UsageError(SystemExit):
+    """argparse's contract (``error`` exits with code 2) kept for direct users of ``build_parser``; ``main`` prints
+    the one bounded line instead of argparse's usage block."""
+
     def __init__(self, prog: str, message: str) -> None:
-        super().__init__(f"{prog}: error: {clip(message, 300)} (see {prog} --help)")
+        super().__init__(EXIT_USER_ERROR)
+        self.message = f"{prog}: error: {clip(message, 300)} (see {prog} --help)"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Parser(argparse.ArgumentParser):
