@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from superpos_trainer.methods import METHODS as METHOD_REGISTRY
 
 # ---- settings ----------------------------------------------------------------------------------------------------
 
 ENV_PREFIX = "SUPERPOS_E2E_"
 DEVICE_ENV = "SUPERPOS_BENCH_DEVICE"
 THREADS_ENV = "SUPERPOS_BENCH_THREADS"
-METHODS = ("superpos", "prompt", "residual", "full")
+METHODS = tuple(METHOD_REGISTRY)  # every method the trainer registers (superpos_trainer.methods), in --method order
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,17 @@ calls (gather + prompt superposition + concatenation), with Triton, C++/CUDA and
 __version__ = "0.1.0"
 
 from .config import SuperPosConfig
-from .layer import SuperPosPrompt, sample_token_ids
+from .errors import SuperPosInputError
+from .layer import CONFIG_NAME, WEIGHTS_NAME, SuperPosPrompt, sample_token_ids
 from .model import SuperPosModel, get_superpos_model
 from .ops import available_backends, last_backend, select_backend, superpos_embed
 from .reference import extend_attention_mask, superpos_embed_reference, superpose
 
 __all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
     "SuperPosConfig",
+    "SuperPosInputError",
     "SuperPosModel",
     "SuperPosPrompt",
     "__version__",

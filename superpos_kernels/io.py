@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .errors import SuperPosInputError
+
 # The largest real config lists m sampled ids: even m = 262,144 (Gemma's whole vocabulary) is ~2 MB of JSON.
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -55,26 +57,32 @@ def save_adapter_weights(path: str | os.PathLike[str], tensors: dict[str, torch.
 def read_adapter_config(path: Path, peft_type: str | None) -> dict[str, Any]:
     """The JSON config of an adapter folder; ``peft_type`` None accepts any type (the caller dispatches on it)."""
     if not path.parent.is_dir():
-        raise ValueError(f"adapter folder {path.parent} does not exist; pass the folder written by save_pretrained()")
+        raise SuperPosInputError(
+            f"adapter folder {path.parent} does not exist; pass the folder written by save_pretrained()"
+        )
     if not path.is_file():
-        raise ValueError(f"{path} is missing; is {path.parent} an adapter folder written by save_pretrained()?")
+        raise SuperPosInputError(f"{path} is missing; is {path.parent} an adapter folder written by save_pretrained()?")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise ValueError(
+        raise SuperPosInputError(
             f"{path} is {size:,d} bytes, more than any adapter config ({MAX_CONFIG_BYTES:,d}); the folder is corrupt"
         )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); the adapter folder is corrupt") from None
+        raise SuperPosInputError(f"{path} is not valid JSON ({exc}); the adapter folder is corrupt") from None
     except RecursionError:
-        raise ValueError(f"{path} nests JSON too deeply to be an adapter config; the folder is corrupt") from None
+        raise SuperPosInputError(
+            f"{path} nests JSON too deeply to be an adapter config; the folder is corrupt"
+        ) from None
     if not isinstance(config, dict):
-        raise ValueError(
+        raise SuperPosInputError(
             f"{path} must hold a JSON object, found a JSON {type(config).__name__}; the adapter folder is corrupt"
         )
     if peft_type is not None and config.get("peft_type") != peft_type:
-        raise ValueError(f"{path} describes a {config.get('peft_type')!r} adapter, expected peft_type {peft_type!r}")
+        raise SuperPosInputError(
+            f"{path} describes a {config.get('peft_type')!r} adapter, expected peft_type {peft_type!r}"
+        )
     return config
 
 
@@ -84,8 +92,8 @@ def _bounded(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _type_error(path: Path, key: str, expected: str, value: Any) -> ValueError:
-    return ValueError(
+def _type_error(path: Path, key: str, expected: str, value: Any) -> SuperPosInputError:
+    return SuperPosInputError(
         f"{path}: key {key!r} must be {expected}, got {_bounded(value)} ({type(value).__name__}); "
         "the adapter folder is corrupt or was edited by hand"
     )
@@ -96,7 +104,7 @@ def config_int(path: Path, config: dict[str, Any], key: str, minimum: int = 1, d
     if key not in config and default is not None:
         return default
     if key not in config:
-        raise ValueError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
+        raise SuperPosInputError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _type_error(path, key, f"an integer >= {minimum}", value)
@@ -121,11 +129,11 @@ def config_optional_str(path: Path, config: dict[str, Any], key: str) -> str | N
 def config_int_list(path: Path, config: dict[str, Any], key: str, length: int) -> list[int]:
     """A list of exactly ``length`` non-negative integers (checked before anything of that size is built)."""
     if key not in config:
-        raise ValueError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
+        raise SuperPosInputError(f"{path} lacks the key {key!r}; the adapter folder is corrupt")
     value = config[key]
     if not isinstance(value, list) or len(value) != length:
         got = f"{len(value)} entries" if isinstance(value, list) else _bounded(value)
-        raise ValueError(f"{path}: key {key!r} must be a list of {length} token ids, got {got}")
+        raise SuperPosInputError(f"{path}: key {key!r} must be a list of {length} token ids, got {got}")
     bad = [i for i in value if isinstance(i, bool) or not isinstance(i, int) or i < 0]
     if bad:
         raise _type_error(path, key, "a list of non-negative integers", bad[0])
@@ -139,12 +147,14 @@ def read_safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     file's size: a config that claims more than the file holds is caught here, before any allocation.
     """
     if not path.is_file():
-        raise ValueError(f"{path} is missing; the adapter folder is incomplete")
+        raise SuperPosInputError(f"{path} is missing; the adapter folder is incomplete")
     try:
         with safe_open(str(path), framework="pt") as handle:
             return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt") from None
+        raise SuperPosInputError(
+            f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt"
+        ) from None
 
 
 def check_adapter_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
@@ -152,25 +162,28 @@ def check_adapter_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> No
     found = read_safetensors_shapes(path)
     for name, shape in expected.items():
         if name not in found:
-            raise ValueError(f"{path} has no tensor {name!r} (found {sorted(found)[:10]})")
+            raise SuperPosInputError(f"{path} has no tensor {name!r} (found {sorted(found)[:10]})")
         if found[name] != tuple(shape):
-            raise ValueError(
+            raise SuperPosInputError(
                 f"{path}: tensor {name!r} has shape {found[name]}, expected {tuple(shape)} from the adapter config; "
                 "the config and the weights do not belong together"
             )
 
 
 def load_adapter_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Load after checking names and shapes in the header; refuse NaN/inf. Errors are ``ValueError`` naming the file."""
+    """Load after checking names and shapes in the header; refuse NaN/inf. Errors (``SuperPosInputError``) name
+    the file."""
     check_adapter_shapes(path, expected)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt") from None
+        raise SuperPosInputError(
+            f"{path} is not a readable safetensors file ({exc}); it is truncated or corrupt"
+        ) from None
     for name in expected:
         tensor = tensors[name]
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
+            raise SuperPosInputError(
                 f"{path}: tensor {name!r} holds NaN or inf values; the adapter is corrupt (a diverged run?): "
                 "use another checkpoint or retrain"
             )

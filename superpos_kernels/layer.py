@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from .errors import SuperPosInputError
 from .init import initial_w
 from .io import (
     atomic_write_json,
@@ -64,7 +65,7 @@ def sample_token_ids(
     excluded = {int(i) for i in exclude_ids}
     candidates = torch.tensor([i for i in range(vocab_size) if i not in excluded], dtype=torch.long)
     if num_sampled_tokens > len(candidates):
-        raise ValueError(
+        raise SuperPosInputError(
             f"num_sampled_tokens={num_sampled_tokens} is larger than the sampleable vocabulary "
             f"({len(candidates)} ids in [0, {vocab_size}) after excluding {len(excluded)} special ids); "
             "lower num_sampled_tokens"
@@ -116,16 +117,18 @@ class SuperPosPrompt(nn.Module):
         num_rows, dim = table.shape
         vocab_size = num_rows if vocab_size is None else check_positive_int("vocab_size", vocab_size)
         if vocab_size > num_rows:
-            raise ValueError(f"vocab_size={vocab_size} exceeds the embedding table's {num_rows} rows")
+            raise SuperPosInputError(f"vocab_size={vocab_size} exceeds the embedding table's {num_rows} rows")
         if sampled_token_ids is None:
             ids = sample_token_ids(m, vocab_size, exclude_ids, seed)
         else:
             ids = [int(i) for i in sampled_token_ids]
             if len(ids) != m or len(set(ids)) != m:
-                raise ValueError(f"sampled_token_ids must hold {m} unique ids, got {len(ids)} ({len(set(ids))} unique)")
+                raise SuperPosInputError(
+                    f"sampled_token_ids must hold {m} unique ids, got {len(ids)} ({len(set(ids))} unique)"
+                )
             bad = [i for i in ids if not 0 <= i < num_rows]
             if bad:
-                raise ValueError(f"sampled_token_ids holds ids outside [0, {num_rows}): {bad[:5]}")
+                raise SuperPosInputError(f"sampled_token_ids holds ids outside [0, {num_rows}): {bad[:5]}")
 
         # Kept out of the module tree on purpose: the table belongs to the frozen model and must not show up in
         # this adapter's parameters(), state_dict() or optimizer groups.
@@ -133,7 +136,7 @@ class SuperPosPrompt(nn.Module):
         self.embed_scale = _embed_scale_of(embedding) if embed_scale is None else float(embed_scale)
         if not math.isfinite(self.embed_scale):
             # A NaN scale would silently turn every input embedding into NaN (and every score with it).
-            raise ValueError(f"embed_scale must be a finite number, got {self.embed_scale}")
+            raise SuperPosInputError(f"embed_scale must be a finite number, got {self.embed_scale}")
         self.num_prompt_tokens, self.num_sampled_tokens, self.embedding_dim = n, m, dim
         self.num_embeddings, self.seed, self.base_model_name = num_rows, seed, base_model_name
         self.register_buffer("sampled_token_ids", torch.tensor(ids, dtype=torch.long), persistent=True)
@@ -227,7 +230,7 @@ class SuperPosPrompt(nn.Module):
         dim = _resolve_embedding(embedding).weight.shape[1]
         saved_dim = config_int(path, config, "embedding_dim", default=dim)
         if saved_dim != dim:
-            raise ValueError(
+            raise SuperPosInputError(
                 f"adapter in {folder} was trained for embedding dim {saved_dim}, "
                 f"but the given embedding has dim {dim}; load it on the model it was trained on"
             )

@@ -7,7 +7,7 @@ import torch
 from superpos_trainer.data import load_examples
 from superpos_trainer.evaluate import generate_texts
 from superpos_trainer.forward import label_logits
-from superpos_trainer.methods import build_method, load_method
+from superpos_trainer.methods import METHODS, build_method, load_method
 from superpos_trainer.models import load_model
 from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
@@ -29,7 +29,7 @@ def _trainer(model_path, method_name, **overrides):
 
 
 @pytest.mark.parametrize("kind", ["t5", "llama"])
-@pytest.mark.parametrize("method_name", ["superpos", "prompt", "residual", "full"])
+@pytest.mark.parametrize("method_name", list(METHODS))  # every registered method
 def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_llama, tmp_path):
     path = tiny_t5 if kind == "t5" else tiny_llama
     # Full fine-tuning at the paper's 1e-5 barely moves a random tiny model in a few steps; 1e-3 shows it learns.

@@ -184,8 +184,8 @@ def matching_lr(method: Any, target: float, iterations: int = 40) -> float:
 
 def auto_lr(method: Any, config: TrainConfig) -> float:
     """``--lr auto`` for a prompt method (see the module docstring); the paper's lr for full fine-tuning."""
-    if config.method == "full":
-        return METHOD_DEFAULTS["full"][0]
+    if config.prompt_length() == 0:  # no prompt to move (full fine-tuning): the method's own default
+        return METHOD_DEFAULTS[config.method][0]
     target = reference_move(
         config.method, config.num_prompt_tokens, config.num_sampled_tokens, config.residual_hidden, config.w_init
     )

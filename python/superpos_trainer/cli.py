@@ -1,7 +1,9 @@
 """``superpos``: train, evaluate, predict, compare.
 
 User errors (bad option, missing file, unknown task/model, unwritable folder) print one line on stderr and exit
-with code 2, without a traceback; set ``SUPERPOS_DEBUG=1`` to see the traceback anyway.
+with code 2, without a traceback; set ``SUPERPOS_DEBUG=1`` to see the traceback anyway. What counts as a user error
+is ``errors.user_error``: the project's own error types (and two kinds of environment failure). Anything else is a
+bug: it propagates with its traceback (exit code 1).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .config import (
     read_json_file,
     read_text_file,
 )
-from .errors import ConfigError, SuperposError, clip, short_repr
+from .errors import ConfigError, SuperposError, clip, short_repr, user_error
 
 EXIT_USER_ERROR = 2
 
@@ -78,9 +80,16 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
 
 
-class _UsageError(Exception):
+class _UsageError(SystemExit):
+    """argparse's contract (``error`` exits with code 2) kept for direct users of ``build_parser``; ``main`` prints
+    the one bounded line instead of argparse's usage block."""
+
     def __init__(self, prog: str, message: str) -> None:
-        super().__init__(f"{prog}: error: {clip(message, 300)} (see {prog} --help)")
+        super().__init__(EXIT_USER_ERROR)
+        self.message = f"{prog}: error: {clip(message, 300)} (see {prog} --help)"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -267,16 +276,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
+    """The model inputs of ``predict``: --text values, then --json rows, then --input lines, each checked."""
+    sources = _text_sources(args.text, task) + [_row_source(where, row, task) for where, row in _json_rows(args)]
+    if not sources:
+        raise SuperposError("nothing to predict: pass --text, --json or --input")
+    return sources
+
+
+def _text_sources(texts: list[str], task: Any) -> list[str]:
+    from .data import check_text
+
+    if texts and len(task.fields) != 1:
+        names = ", ".join(key for _, key in task.fields)
+        raise SuperposError(f"task {task.name} reads several fields ({names}); pass --json rows instead of --text")
+    for text in texts:
+        check_text(text, "--text")
+    return [task.source_text({task.fields[0][1]: t}) for t in texts]
+
+
+def _json_rows(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``(where, parsed JSON)`` of every --json value and --input line."""
     from .data import check_text, parse_json_line
 
-    sources: list[str] = []
-    if args.text:
-        if len(task.fields) != 1:
-            names = ", ".join(key for _, key in task.fields)
-            raise SuperposError(f"task {task.name} reads several fields ({names}); pass --json rows instead of --text")
-        for text in args.text:
-            check_text(text, "--text")
-        sources += [task.source_text({task.fields[0][1]: t}) for t in args.text]
     rows: list[tuple[str, Any]] = []
     for raw in args.rows:
         where = f"--json {short_repr(raw, 60)}"
@@ -292,21 +313,23 @@ def _predict_rows(args: argparse.Namespace, task: Any) -> list[str]:
                 if "\r" in line.rstrip("\r"):
                     raise SuperposError(f"{where}: carriage return inside a line (CR-only line endings?)")
                 rows.append((where, parse_json_line(line, where)))
-    for where, row in rows:
-        if not isinstance(row, dict):
-            raise SuperposError(
-                f"{where}: an input row must be a JSON object with the task's fields, got {type(row).__name__}"
-            )
-        missing = [key for _, key in task.fields if key not in row]
-        if missing:
-            raise SuperposError(f"{where}: the row lacks field(s) {', '.join(missing)} of task {task.name}")
-        try:
-            sources.append(task.source_text(row))
-        except ValueError as exc:  # tasks.RowError: a field of the wrong type
-            raise SuperposError(f"{where}: {clip(str(exc), 200)}") from None
-    if not sources:
-        raise SuperposError("nothing to predict: pass --text, --json or --input")
-    return sources
+    return rows
+
+
+def _row_source(where: str, row: Any, task: Any) -> str:
+    from .labels import RowError
+
+    if not isinstance(row, dict):
+        raise SuperposError(
+            f"{where}: an input row must be a JSON object with the task's fields, got {type(row).__name__}"
+        )
+    missing = [key for _, key in task.fields if key not in row]
+    if missing:
+        raise SuperposError(f"{where}: the row lacks field(s) {', '.join(missing)} of task {task.name}")
+    try:
+        return task.source_text(row)
+    except RowError as exc:  # a field of the wrong type, or a value the task does not allow
+        raise SuperposError(f"{where}: {clip(str(exc), 200)}") from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -344,24 +367,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "compare": cmd_compare}
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [
-        SuperposError,
-        ValueError,
-        FileNotFoundError,
-        ModuleNotFoundError,
-        FloatingPointError,
-        OSError,  # the environment (disk full, unwritable folder), not a trainer bug
-    ]
-    try:
-        from .data import DataError
-
-        types.append(DataError)
-    except ImportError:  # the data layer is optional for compare
-        pass
-    return tuple(types)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -373,10 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("superpos: interrupted", file=sys.stderr)
         return 130
-    except _user_error_types() as exc:
-        if os.environ.get("SUPERPOS_DEBUG"):
-            raise
-        message = clip(str(exc), 2000) or type(exc).__name__  # one line, never a whole file
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None or os.environ.get("SUPERPOS_DEBUG"):
+            raise  # a bug: its traceback is the report
         print(f"superpos {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 

@@ -15,23 +15,37 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, short_repr
+from .methods import METHODS
 
-METHODS = ("superpos", "prompt", "residual", "full")
 
-# Paper defaults per method: (learning rate, weight decay). SuperPos decays w only (the layer's param_groups).
-METHOD_DEFAULTS: dict[str, tuple[float, float]] = {
-    "superpos": (1e-2, 1e-5),
-    "prompt": (1e-2, 1e-2),
-    # Official Residual Prompt Tuning code (arazd/ResidualPrompts train.py:24, 143): lr 0.3, decay 1e-5 on all.
-    "residual": (0.3, 1e-5),
-    # The paper gives only the learning rate for full fine-tuning; no weight decay keeps it plain AdamW-on-Adam.
-    "full": (1e-5, 0.0),
-}
+class _MethodDefaults(Mapping[str, tuple[float, float]]):
+    """``name -> (learning rate, weight decay)``, read live from the method registry (``methods.METHODS``)."""
+
+    def __getitem__(self, name: str) -> tuple[float, float]:
+        cls = METHODS[name]
+        return cls.default_lr, cls.default_weight_decay
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(METHODS)
+
+    def __len__(self) -> int:
+        return len(METHODS)
+
+
+# Each method's paper defaults (its class's default_lr / default_weight_decay); ``METHODS`` is the registry itself,
+# so the --method choices follow it.
+METHOD_DEFAULTS: Mapping[str, tuple[float, float]] = _MethodDefaults()
+
+
+def _per_method(index: int) -> str:
+    return ", ".join(f"{name} {values[index]:g}" for name, values in METHOD_DEFAULTS.items())
+
 
 DATA_ENV_VAR = "SUPERPOS_DATA_DIR"
 SEED_MAX = 2**32 - 1  # what every seeded generator here accepts (the data order multiplies it by 100_003)
@@ -73,7 +87,7 @@ class TrainConfig:
     data_dir: str | None = _opt(
         None, f"folder with the task files (default: ${DATA_ENV_VAR}, else <repo>/../shared/data, else the HF hub)"
     )
-    method: str = _opt("superpos", "superpos | prompt | residual | full", METHODS)
+    method: str = _opt("superpos", " | ".join(METHODS), METHODS)  # type: ignore[arg-type]
     num_prompt_tokens: int = _opt(10, "soft prompt length n (superpos, prompt, residual)")
     num_sampled_tokens: int = _opt(128, "superpos: vocabulary rows m superposed per prompt token")
     residual_hidden: int = _opt(800, "residual: bottleneck width of the reparameterisation MLP (official: 800)")
@@ -86,12 +100,12 @@ class TrainConfig:
     # --- optimisation ---
     lr: float | str | None = _opt(
         None,
-        "learning rate (default per method: superpos/prompt 1e-2, residual 0.3, full 1e-5); auto: scaled to the "
+        f"learning rate (default per method: {_per_method(0)}); auto: scaled to the "
         "model's embeddings so one step moves the prompt as the paper's lr does on T5 (auto_defaults.py)",
         auto=True,
     )
     weight_decay: float | None = _opt(
-        None, "AdamW weight decay (default per method: superpos 1e-5 on w only, prompt 1e-2, residual 1e-5, full 0)"
+        None, f"AdamW weight decay (default per method: {_per_method(1)}; superpos decays w only)"
     )
     epochs: int = _opt(1, "training epochs (paper: 80)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no cap)")
@@ -154,11 +168,27 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        """``ConfigError`` naming the first option out of its range (checked in this order)."""
+        self._check_choices()
+        self._check_counts()
+        self._check_numbers()
+        for name in ("model", "task", "device"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{_flag(name)} must be a non-empty text, got {short_repr(getattr(self, name))}")
+        if _has_prompt(self.method) and self.max_length != AUTO and self.max_length <= self.num_prompt_tokens:
+            raise ConfigError(
+                f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
+                f"prompt; raise --max-length above {self.num_prompt_tokens} or lower --num-prompt-tokens"
+            )
+
+    def _check_choices(self) -> None:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices and value not in choices:
                 raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(choices)}, got {short_repr(value)}")
+
+    def _check_counts(self) -> None:
         positive = (
             "num_prompt_tokens",
             "num_sampled_tokens",
@@ -182,6 +212,8 @@ class TrainConfig:
                 raise ConfigError(f"{_flag(name)} must be an integer in [0, {INT_MAX}] (0 = off/all), got {value}")
         if not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {short_repr(self.seed)}")
+
+    def _check_numbers(self) -> None:
         # NaN passes every < and >, and inf is no step size: each float option is a finite number in its range.
         ranges = {"holdout_fraction": "in [0, 1)", "lr": "> 0", "weight_decay": ">= 0"}
         for name, shown in ranges.items():
@@ -192,17 +224,9 @@ class TrainConfig:
             low_ok = finite and (value > 0 if name == "lr" else value >= 0)
             if not (low_ok and (name != "holdout_fraction" or value < 1)):
                 raise ConfigError(f"{_flag(name)} must be a finite number {shown}, got {short_repr(value)}")
-        for name in ("model", "task", "device"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"{_flag(name)} must be a non-empty text, got {short_repr(getattr(self, name))}")
-        if self.method != "full" and self.max_length != AUTO and self.max_length <= self.num_prompt_tokens:
-            raise ConfigError(
-                f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "
-                f"prompt; raise --max-length above {self.num_prompt_tokens} or lower --num-prompt-tokens"
-            )
 
     def prompt_length(self) -> int:
-        return 0 if self.method == "full" else self.num_prompt_tokens
+        return self.num_prompt_tokens if _has_prompt(self.method) else 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -210,6 +234,10 @@ class TrainConfig:
 
 # Options that change neither the numbers a run produces nor its data: a resumed run may differ in these.
 RESUME_FREE_KEYS = frozenset({"output_dir", "progress", "eval_batch_size", "device", "data_dir"})
+
+
+def _has_prompt(method: str) -> bool:
+    return METHODS[method].has_prompt if method in METHODS else True
 
 
 def _flag(name: str) -> str:
@@ -223,6 +251,38 @@ def _is_int(value: Any) -> bool:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError
+
+
+def _as_int(value: Any) -> int:
+    if _is_int(value):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():  # 3.0 (YAML/JSON) is 3
+        return int(value)
+    raise TypeError
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError
+    return float(value)  # finiteness is validate()'s job, with the option's own message
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise TypeError
+    text = str(value)
+    text.encode("utf-8")  # a lone surrogate (JSON "\ud800") is not text
+    return text
+
+
+# By the start of the field's type ("int | str" is an int option that also takes "auto").
+_COERCE = {"bool": _as_bool, "int": _as_int, "float": _as_float, "str": _as_str}
+
+
 def _coerce(name: str, value: Any, source: str = "config file") -> Any:
     """Type-check one value from a config file (CLI values are already typed by argparse)."""
     f = FIELDS[name]
@@ -233,30 +293,13 @@ def _coerce(name: str, value: Any, source: str = "config file") -> Any:
         if "None" in kind:
             return None
         raise ConfigError(f"{source}: option {name!r} cannot be null")
+    coerce = next((fn for prefix, fn in _COERCE.items() if kind.startswith(prefix)), None)
+    if coerce is None:
+        return value
     try:
-        if kind.startswith("bool"):
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if kind.startswith("int"):
-            if _is_int(value):
-                return value
-            if isinstance(value, float) and math.isfinite(value) and value.is_integer():  # 3.0 (YAML/JSON) is 3
-                return int(value)
-            raise TypeError
-        if kind.startswith("float"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError
-            return float(value)  # finiteness is validate()'s job, with the option's own message
-        if kind.startswith("str"):
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise TypeError
-            text = str(value)
-            text.encode("utf-8")  # a lone surrogate (JSON "\ud800") is not text
-            return text
+        return coerce(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{source}: option {name!r} expects {kind}, got {short_repr(value)}") from None
-    return value
 
 
 def _no_aliases_loader() -> type:
@@ -278,9 +321,13 @@ def _no_aliases_loader() -> type:
 
 def read_text_file(path: Path, max_bytes: int | None = None) -> str:
     """The UTF-8 text of ``path``; a bad byte is a ``ConfigError`` naming the file and line."""
-    if max_bytes is not None and path.stat().st_size > max_bytes:
-        raise ConfigError(f"{path} is {path.stat().st_size} bytes; a config file is at most {max_bytes}")
-    raw = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        raw = b"" if max_bytes is not None and size > max_bytes else path.read_bytes()
+    except OSError as exc:  # unreadable (permissions), a folder, gone: the user's file, not a bug
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if max_bytes is not None and size > max_bytes:
+        raise ConfigError(f"{path} is {size} bytes; a config file is at most {max_bytes}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,34 +1,26 @@
-"""Loading the 13 tasks as Examples: from the Hugging Face hub, or from local files in the official formats.
+"""Loading a task's split as Examples: from the Hugging Face hub, or from local files in the official formats.
 
-Local layout (``data_dir``), as in ``shared/data``::
-
-    glue/<task>/train.tsv, dev.tsv            cola sst2 stsb mrpc qqp qnli mnli (rte: fallback, see below)
-    superglue/<task>/train.jsonl, val.jsonl   cb copa wic boolq multirc rte
+Generic readers driven by the task's entry (``tasks.py``): which files a split may come from (``Task.files``, most
+official first), how each is read (``tasks.Source``), the hub split names (``Task.hub_splits``) and the hint for a
+known missing file (``Task.missing_hint``). No task is known here by name.
 
 File formats are the official ones, read exactly as the GLUE / HF loaders read them:
 
-- GLUE TSV: tab-separated, quoting OFF (the files hold unbalanced ``"``), UTF-8 with an optional BOM (MRPC dev
-  has one), one header line except CoLA (4 columns, no header). Columns are found by their header names
-  (e.g. STS-B ``sentence1``, ``sentence2``, ``score``; MRPC ``#1 String``, ``#2 String``, ``Quality``; QQP
-  ``question1``, ``question2``, ``is_duplicate``; MNLI ``sentence1``, ``sentence2``, ``gold_label``), every row must
-  have as many columns as the header. ``idx`` is the 0-based data row number (what HF ``glue`` uses).
-- SuperGLUE JSONL: one JSON object per line with the official field names (COPA: premise, choice1, choice2,
-  question, label, idx). MultiRC's nested paragraph objects are flattened to one row per answer option, grouped by
-  question (``Example.group = "<paragraph idx>-<question idx>"``).
+- TSV (GLUE): tab-separated, quoting OFF (the files hold unbalanced ``"``), UTF-8 with an optional BOM (MRPC dev
+  has one). Columns are found by their header names (``Source.columns``), and every row must have as many columns
+  as the header; a headerless file (CoLA) names column numbers and its exact width. ``idx`` is the 0-based data
+  row number (what HF ``glue`` uses).
+- JSONL (SuperGLUE): one JSON object per line with the official field names; ``Source.expand`` turns one object
+  into several rows (MultiRC: one per answer option, ``Example.group = "<paragraph idx>-<question idx>"``).
 - Empty lines are skipped. A last line without a newline is read normally when complete; when it is cut short the
-  error says the file may be truncated.
-- RTE is read from ``superglue/rte/*.jsonl``; when that folder is missing, from ``glue/rte/{train,dev}.tsv``
-  (the same 2490/277 examples).
-- MNLI validation is the GLUE ``dev_matched.tsv`` (``dev.tsv`` is accepted too). When neither exists but
-  ``glue/mnli/textfooler_subset/mnli_matched`` does (``label<TAB>premise<TAB>hypothesis``, no header: 1000 examples
-  of dev-matched, Moses-tokenized), that subset is used with a ``UserWarning``: its accuracy is NOT the official
-  MNLI-m number.
+  error says the file may be truncated. A fallback file with a ``Source.warning`` emits it as a ``UserWarning``.
 
 Every problem with a row raises ``DataError`` naming the file, the 1-based line number and what is wrong; a missing
 file raises ``DataFileMissing`` (a ``DataError``) naming the expected path and the fix; an empty split is an error.
 
-``limit`` picks a fixed random subset, the same for the same seed (``random.Random(seed)``), kept in file order. For
-MultiRC whole questions are sampled, so EM stays meaningful: at most ``limit`` answer rows, at least one question.
+``limit`` picks a fixed random subset, the same for the same seed (``random.Random(seed)``), kept in file order.
+Grouped examples (MultiRC's answers of one question) are sampled whole, so EM stays meaningful: at most ``limit``
+rows, at least one group.
 """
 
 from __future__ import annotations
@@ -38,90 +30,22 @@ import os
 import random
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import clip, short_repr
-from .tasks import Example, RowError, Task, get_task
+from .errors import ConfigError, SuperposError, clip, short_repr
+from .tasks import SPLITS, Example, RowError, Source, Task, get_task
 
-SPLITS = ("train", "validation")
 # Hub ids of the benchmarks ("glue" / "super_glue" redirect to these). Module constants so a mirror can be set.
 HUB_DATASETS = {"glue": "nyu-mll/glue", "superglue": "aps/super_glue"}
 
 
-class DataError(ValueError):
+class DataError(SuperposError):
     """Malformed or missing task data: the message names the file (and line) and what is wrong."""
 
 
 class DataFileMissing(DataError):
     """None of the files a task/split can be read from exists under ``data_dir``."""
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One candidate file of a task/split: its path under data_dir and how to read it."""
-
-    relpath: str
-    kind: str  # "tsv" or "jsonl"
-    columns: Mapping[str, str | int] = field(default_factory=dict)  # row key -> header name (or column number)
-    num_columns: int | None = None  # headerless TSV: the exact column count
-    warning: str | None = None  # emitted when this (fallback) source is used
-
-
-_TSV_COLUMNS: dict[str, dict[str, str]] = {
-    "sst2": {"sentence": "sentence", "label": "label"},
-    "stsb": {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"},
-    "mrpc": {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"},
-    "qqp": {"question1": "question1", "question2": "question2", "label": "is_duplicate"},
-    "qnli": {"question": "question", "sentence": "sentence", "label": "label"},
-    "mnli": {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"},
-    "rte": {"premise": "sentence1", "hypothesis": "sentence2", "label": "label"},
-}
-# CoLA: source code, label, original label (empty), sentence; no header.
-_COLA = {"label": 1, "sentence": 3}
-_TEXTFOOLER_WARNING = (
-    "MNLI validation: the GLUE dev_matched.tsv is missing, using the 1000-example TextFooler subset "
-    "glue/mnli/textfooler_subset/mnli_matched instead; its accuracy is not the official MNLI-m number"
-)
-
-# Known gaps of shared/data, named in the missing-file message.
-_MISSING_HINTS = {
-    ("qqp", "train"): "GLUE QQP is not in shared/data (its files exceed the snapshot limit).",
-    ("qqp", "validation"): "GLUE QQP is not in shared/data (its files exceed the snapshot limit).",
-    ("qnli", "train"): "GLUE QNLI train is not in shared/data (over the snapshot limit); only dev.tsv is.",
-    ("mnli", "train"): "GLUE MNLI train is not in shared/data (over the snapshot limit).",
-    ("boolq", "train"): "SuperGLUE BoolQ train is not in shared/data (over the snapshot limit); only val.jsonl is.",
-    ("copa", "train"): "SuperGLUE COPA is not in shared/data at all.",
-    ("copa", "validation"): "SuperGLUE COPA is not in shared/data at all.",
-}
-
-
-def _sources(task: Task, split: str) -> list[_Source]:
-    """Candidate files for a task/split, most official first."""
-    name = task.name
-    if name == "cola":
-        return [_Source(f"glue/cola/{'train' if split == 'train' else 'dev'}.tsv", "tsv", _COLA, num_columns=4)]
-    if task.benchmark == "glue":
-        if split == "train":
-            return [_Source(f"glue/{name}/train.tsv", "tsv", _TSV_COLUMNS[name])]
-        if name == "mnli":
-            return [
-                _Source("glue/mnli/dev_matched.tsv", "tsv", _TSV_COLUMNS["mnli"]),
-                _Source("glue/mnli/dev.tsv", "tsv", _TSV_COLUMNS["mnli"]),
-                _Source(
-                    "glue/mnli/textfooler_subset/mnli_matched",
-                    "tsv",
-                    {"label": 0, "premise": 1, "hypothesis": 2},
-                    num_columns=3,
-                    warning=_TEXTFOOLER_WARNING,
-                ),
-            ]
-        return [_Source(f"glue/{name}/dev.tsv", "tsv", _TSV_COLUMNS[name])]
-    jsonl = _Source(f"superglue/{name}/{'train' if split == 'train' else 'val'}.jsonl", "jsonl")
-    if name == "rte":
-        return [jsonl, _Source(f"glue/rte/{'train' if split == 'train' else 'dev'}.tsv", "tsv", _TSV_COLUMNS["rte"])]
-    return [jsonl]
 
 
 def load_examples(
@@ -162,8 +86,8 @@ def train_holdout_split(
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be strictly between 0 and 1, got {holdout_fraction}")
     groups = _groups(examples)
-    if len(groups) < 2:
-        raise ValueError(
+    if len(groups) < 2:  # a user's --holdout-fraction on too small a training set
+        raise ConfigError(
             f"cannot hold out part of {len(examples)} example(s) in {len(groups)} group(s): need at least 2 groups"
         )
     n_holdout = min(max(1, round(holdout_fraction * len(groups))), len(groups) - 1)
@@ -184,15 +108,18 @@ def _load_local(task: Task, split: str, data_dir: Path) -> tuple[list[Example], 
             f"data_dir {str(data_dir)!r} is not a folder; pass a folder laid out like shared/data "
             f"(glue/<task>/train.tsv, superglue/<task>/train.jsonl) or data_dir=None to load from the hub"
         )
-    candidates = _sources(task, split)
+    candidates = task.files[split]
     for source in candidates:
         path = data_dir / source.relpath
         if path.is_file():
             if source.warning:
                 warnings.warn(source.warning, UserWarning, stacklevel=3)
-            rows = _read_tsv(path, source) if source.kind == "tsv" else _read_jsonl(path, task)
-            return [_format(task, row, path, lineno) for lineno, row in rows], str(path)
-    hint = _MISSING_HINTS.get((task.name, split))
+            rows = _read_tsv(path, source) if source.kind == "tsv" else _read_jsonl(path, source)
+            try:
+                return [_format(task, row, path, lineno) for lineno, row in rows], str(path)
+            except OSError as err:  # unreadable (permissions), vanished mid-read: the user's file, not a bug
+                raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    hint = task.missing_hint.get(split)
     expected = " or ".join(str(data_dir / s.relpath) for s in candidates)
     raise DataFileMissing(
         f"{task.name} {split}: file not found: expected {expected}. {hint + ' ' if hint else ''}Fix: put the official "
@@ -269,7 +196,7 @@ def _truncated(unterminated: bool) -> str:
     return " (last line has no newline: the file may be truncated)" if unterminated else ""
 
 
-def _read_tsv(path: Path, source: _Source) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_tsv(path: Path, source: Source) -> Iterator[tuple[int, dict[str, Any]]]:
     lines = _lines(path)
     if source.num_columns is None:  # header names the columns
         first = next(lines, None)
@@ -299,59 +226,19 @@ def _read_tsv(path: Path, source: _Source) -> Iterator[tuple[int, dict[str, Any]
         yield lineno, row
 
 
-def _read_jsonl(path: Path, task: Task) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_jsonl(path: Path, source: Source) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, text, unterminated in _lines(path):
         obj = parse_json_line(text, f"{path}:{lineno}", unterminated)
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, found {type(obj).__name__}")
-        if task.name == "multirc":
-            try:
-                for row in _flatten_multirc(obj):
-                    yield lineno, row
-            except RowError as err:
-                raise DataError(f"{path}:{lineno}: {err}") from None
-        else:
+        if source.expand is None:
             yield lineno, obj
-
-
-def _flatten_multirc(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Official nested MultiRC paragraph -> HF-style rows (paragraph, question, answer, idx{...}, label)."""
-    passage = _get(obj, "passage", dict, "")
-    text = _get(passage, "text", str, "passage.")
-    questions = _get(passage, "questions", list, "passage.")
-    paragraph_idx = _get(obj, "idx", int, "")
-    for qn, question in enumerate(questions):
-        where = f"passage.questions[{qn}]."
-        if not isinstance(question, dict):
-            raise RowError(f"multirc: {where[:-1]} must be an object")
-        question_text = _get(question, "question", str, where)
-        question_idx = _get(question, "idx", int, where)
-        for an, answer in enumerate(_get(question, "answers", list, where)):
-            awhere = f"{where}answers[{an}]."
-            if not isinstance(answer, dict):
-                raise RowError(f"multirc: {awhere[:-1]} must be an object")
-            yield {
-                "paragraph": text,
-                "question": question_text,
-                "answer": _get(answer, "text", str, awhere),
-                "idx": {
-                    "paragraph": paragraph_idx,
-                    "question": question_idx,
-                    "answer": _get(answer, "idx", int, awhere),
-                },
-                "label": _get(answer, "label", object, awhere),
-            }
-
-
-def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in obj:
-        raise RowError(f"multirc: missing field '{where}{key}'")
-    value = obj[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RowError(f"multirc: field '{where}{key}' must be an integer, got {short_repr(value)}")
-    if kind is not object and not isinstance(value, kind):
-        raise RowError(f"multirc: field '{where}{key}' must be a {kind.__name__}, got {type(value).__name__}")
-    return value
+            continue
+        try:
+            for row in source.expand(obj):
+                yield lineno, row
+        except RowError as err:
+            raise DataError(f"{path}:{lineno}: {err}") from None
 
 
 # -- hub ------------------------------------------------------------------------------------------------------
@@ -361,7 +248,7 @@ def _load_hub(task: Task, split: str) -> list[Example]:
     import datasets  # the train extra; imported here so the local path works without it
 
     hub_id = HUB_DATASETS[task.benchmark]
-    hub_split = "validation_matched" if (task.name == "mnli" and split == "validation") else split
+    hub_split = task.hub_splits.get(split, split)
     try:
         rows = datasets.load_dataset(hub_id, task.name, split=hub_split)
     except Exception as err:  # network, auth, missing config: one clear message, cause chained

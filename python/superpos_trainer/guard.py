@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .errors import TrainingDivergedError
+
 
 def _kept(run_dir: Path | None) -> str:
     """What the run folder really holds (a run stopped at its first steps has no last/ yet, maybe no checkpoint/)."""
@@ -31,10 +33,10 @@ def _complete(folder: Path) -> bool:
 
 
 def check_loss(loss: Tensor | float, step: int, lr: float, run_dir: Path | None = None) -> float:
-    """The loss as a float; ``FloatingPointError`` when it is NaN or Inf."""
+    """The loss as a float; ``TrainingDivergedError`` (a ``FloatingPointError``) when it is NaN or Inf."""
     value = float(loss)
     if value != value or value in (float("inf"), float("-inf")):
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"training loss became {value} at optimizer step {step + 1}: training stopped{_kept(run_dir)}; "
             f"start a new run with a lower --lr (now {lr:g}) or check the inputs for NaN/Inf"
         )
@@ -44,7 +46,7 @@ def check_loss(loss: Tensor | float, step: int, lr: float, run_dir: Path | None 
 def check_parameters(
     named: Iterable[tuple[str, nn.Parameter]], step: int, lr: float, run_dir: Path | None = None
 ) -> None:
-    """``FloatingPointError`` naming the first trainable tensor holding NaN or Inf (one host sync in all)."""
+    """``TrainingDivergedError`` naming the first trainable tensor holding NaN or Inf (one host sync in all)."""
     named = [(name, p) for name, p in named if p.requires_grad]
     if not named:
         return
@@ -52,7 +54,7 @@ def check_parameters(
     if bool(finite.all()):
         return
     bad = [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
-    raise FloatingPointError(
+    raise TrainingDivergedError(
         f"trainable tensor(s) {', '.join(bad)} became NaN/Inf at optimizer step {step}: training stopped"
         f"{_kept(run_dir)}; start a new run with a lower --lr (now {lr:g})"
     )

@@ -28,26 +28,30 @@ folder (``adapter_config.json`` + ``adapter_model.safetensors``).
 
 The frozen model is referenced, never registered as a submodule: ``method.parameters()`` and ``state_dict()`` hold
 the adapter only (``full`` returns the model's weights explicitly).
+
+``METHODS`` is the one registry (name -> class, in ``--method`` order): ``@register_method`` adds a class, and the
+``--method`` choices, the default learning rate and weight decay (``config.py``), ``build_method``,
+``load_method`` (by the adapter's ``peft_type``) and the benches' method lists all read it. A new method is one
+decorated class here (its ``create``, ``load``, defaults and prompt) plus its test.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
-from superpos_kernels import SuperPosPrompt, io, sample_token_ids
+from superpos_kernels import CONFIG_NAME, WEIGHTS_NAME, SuperPosInputError, SuperPosPrompt, io, sample_token_ids
 from superpos_kernels.io import atomic_write, atomic_write_json
 
 from .errors import ConfigError, SuperposError
 from .models import LoadedModel
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
 FULL_WEIGHTS_NAME = "model.safetensors"
 
 
@@ -60,11 +64,37 @@ def _vocab_size(loaded: LoadedModel) -> int:
     return min(len(loaded.tokenizer), loaded.embedding.weight.shape[0])
 
 
-class Method(nn.Module):
-    """Base: subclasses set ``name`` / ``peft_type`` and implement the prompt."""
+@dataclass(frozen=True)
+class MethodOptions:
+    """What ``create`` may read from the config (each method takes what it needs)."""
 
-    name = ""
-    peft_type = ""
+    num_prompt_tokens: int = 10
+    num_sampled_tokens: int = 128
+    residual_hidden: int = 800  # official --bottleneck_size default (ResidualPrompts train.py:248)
+    seed: int = 0
+    w_init: str = "normal"
+
+
+class Method(nn.Module):
+    """Base: a subclass sets the class attributes below, implements ``create``/``load`` and the prompt, and is
+    added to ``METHODS`` with ``@register_method``."""
+
+    name: ClassVar[str] = ""  # the --method value
+    peft_type: ClassVar[str] = ""  # adapter_config.json's peft_type: how load_method finds the class
+    default_lr: ClassVar[float] = 0.0  # used when --lr is not given
+    default_weight_decay: ClassVar[float] = 0.0  # used when --weight-decay is not given
+    has_prompt: ClassVar[bool] = True  # False: no soft prompt (--num-prompt-tokens is ignored)
+    trains_backbone: ClassVar[bool] = False  # True: the backbone's own weights train (DDP must register them)
+
+    @classmethod
+    def create(cls, loaded: LoadedModel, options: MethodOptions) -> Method:
+        """A fresh, untrained method around ``loaded``."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel) -> Method:
+        """The method saved in ``folder`` by ``save_adapter``, around ``loaded``."""
+        raise NotImplementedError
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__()
@@ -113,6 +143,24 @@ class Method(nn.Module):
         return trainable, backbone + own
 
 
+M = TypeVar("M", bound=type[Method])
+
+# The registry: name -> class, in --method order. Filled by @register_method below; read by config.py (choices,
+# defaults), build_method, load_method and the benches.
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: M) -> M:
+    """Class decorator: adds a Method subclass to ``METHODS`` (name and peft_type must be new)."""
+    if not cls.name or not cls.peft_type:
+        raise TypeError(f"{cls.__name__} must set the class attributes name and peft_type")
+    clash = [m.__name__ for m in METHODS.values() if cls.peft_type == m.peft_type or cls.name == m.name]
+    if clash:
+        raise TypeError(f"{cls.__name__}: name {cls.name!r} or peft_type {cls.peft_type!r} is taken by {clash[0]}")
+    METHODS[cls.name] = cls
+    return cls
+
+
 def _prepend(prompt: Tensor, embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
     batch = embeds.shape[0]
     full = torch.cat([prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
@@ -120,17 +168,18 @@ def _prepend(prompt: Tensor, embeds: Tensor, attention_mask: Tensor) -> tuple[Te
     return full, torch.cat([ones, attention_mask], dim=1)
 
 
+@register_method
 class SuperPosMethod(Method):
     name, peft_type = "superpos", "SUPERPOS_PROMPT"
+    default_lr, default_weight_decay = 1e-2, 1e-5  # the paper's; the decay is on w only (param_groups)
 
     def __init__(self, loaded: LoadedModel, layer: SuperPosPrompt) -> None:
         super().__init__(loaded)
         self.layer = layer
 
     @classmethod
-    def create(
-        cls, loaded: LoadedModel, num_prompt_tokens: int, num_sampled_tokens: int, seed: int, w_init: str = "normal"
-    ) -> SuperPosMethod:
+    def create(cls, loaded: LoadedModel, options: MethodOptions) -> SuperPosMethod:
+        num_sampled_tokens = options.num_sampled_tokens
         vocab = _vocab_size(loaded)
         specials = _special_ids(loaded.tokenizer)
         if num_sampled_tokens > vocab - len(set(specials) & set(range(vocab))):
@@ -140,13 +189,13 @@ class SuperPosMethod(Method):
             )
         layer = SuperPosPrompt(
             loaded.model,
-            num_prompt_tokens=num_prompt_tokens,
+            num_prompt_tokens=options.num_prompt_tokens,
             num_sampled_tokens=num_sampled_tokens,
-            seed=seed,
+            seed=options.seed,
             vocab_size=vocab,
             exclude_ids=specials,
             base_model_name=loaded.name,
-            w_init=w_init,
+            w_init=options.w_init,
         )
         return cls(loaded, layer)
 
@@ -170,10 +219,12 @@ class SuperPosMethod(Method):
         return cls(loaded, layer)
 
 
+@register_method
 class PromptMethod(Method):
     """Simple prompt tuning: the prompt is n free vectors, initialised from n sampled (scaled) vocabulary rows."""
 
     name, peft_type = "prompt", "PROMPT_TUNING"
+    default_lr, default_weight_decay = 1e-2, 1e-2
 
     def __init__(self, loaded: LoadedModel, prompt: Tensor) -> None:
         super().__init__(loaded)
@@ -187,8 +238,9 @@ class PromptMethod(Method):
             return loaded.embedding(torch.tensor(ids, device=loaded.embedding.weight.device)).float()
 
     @classmethod
-    def create(cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int) -> PromptMethod:
-        return cls(loaded, cls.initial_prompt(loaded, num_prompt_tokens, seed))
+    def create(cls, loaded: LoadedModel, options: MethodOptions) -> PromptMethod:
+        prompt = cls.initial_prompt(loaded, options.num_prompt_tokens, options.seed)
+        return cls(loaded, prompt).to(loaded.embedding.weight.device)
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -218,7 +270,7 @@ class PromptMethod(Method):
         return method.to(loaded.embedding.weight.device)
 
 
-RESIDUAL_HIDDEN = 800  # official --bottleneck_size default (ResidualPrompts train.py:248)
+RESIDUAL_HIDDEN = MethodOptions.residual_hidden
 
 
 def embedding_rms(loaded: LoadedModel) -> float:
@@ -229,6 +281,7 @@ def embedding_rms(loaded: LoadedModel) -> float:
     return float(weight.float().pow(2).mean().sqrt()) * scale
 
 
+@register_method
 class ResidualMethod(PromptMethod):
     """``P = LayerNorm(W2 relu(W1 P0)) + P0``: one MLP, shared by every prompt token, reparameterises the prompt.
 
@@ -236,6 +289,8 @@ class ResidualMethod(PromptMethod):
     """
 
     name, peft_type = "residual", "RESIDUAL_PROMPT_TUNING"
+    # Official code (arazd/ResidualPrompts train.py:143, :24): lr 0.3, decay 1e-5 on every parameter.
+    default_lr, default_weight_decay = 0.3, 1e-5
 
     def __init__(self, loaded: LoadedModel, prompt: Tensor, hidden: int, norm_scale: float = 1.0) -> None:
         super().__init__(loaded, prompt)
@@ -248,13 +303,11 @@ class ResidualMethod(PromptMethod):
         self.to(loaded.embedding.weight.device)
 
     @classmethod
-    def create(
-        cls, loaded: LoadedModel, num_prompt_tokens: int, seed: int, hidden: int = RESIDUAL_HIDDEN
-    ) -> ResidualMethod:
-        prompt = cls.initial_prompt(loaded, num_prompt_tokens, seed)
+    def create(cls, loaded: LoadedModel, options: MethodOptions) -> ResidualMethod:
+        prompt = cls.initial_prompt(loaded, options.num_prompt_tokens, options.seed)
         with torch.random.fork_rng(devices=[]):  # MLP init seeded, without disturbing the global stream
-            torch.manual_seed(seed)
-            return cls(loaded, prompt, hidden, embedding_rms(loaded))
+            torch.manual_seed(options.seed)
+            return cls(loaded, prompt, options.residual_hidden, embedding_rms(loaded))
 
     def prompt_vectors(self) -> Tensor:
         return self.norm(self.mlp(self.prompt)) + self.prompt
@@ -275,10 +328,14 @@ class ResidualMethod(PromptMethod):
         return method
 
 
+@register_method
 class FullMethod(Method):
     """Full fine-tuning: no prompt, every backbone weight is trainable (AdamW, lr 1e-5)."""
 
     name, peft_type = "full", "FULL_FINETUNE"
+    # The paper gives only the learning rate; no weight decay keeps it plain AdamW.
+    default_lr, default_weight_decay = 1e-5, 0.0
+    has_prompt, trains_backbone = False, True
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
@@ -313,6 +370,10 @@ class FullMethod(Method):
             raise SuperposError(
                 f"{path} does not fit {loaded.name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
             )
+        return cls(loaded)
+
+    @classmethod
+    def create(cls, loaded: LoadedModel, options: MethodOptions) -> FullMethod:
         return cls(loaded)
 
 
@@ -351,11 +412,8 @@ def _check_dim(folder: Path, dim: int, loaded: LoadedModel) -> None:
 def read_adapter_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return io.read_adapter_config(Path(folder) / CONFIG_NAME, peft_type=None)
-    except ValueError as exc:  # the library's message names the file; the CLI reports SuperposError cleanly
+    except SuperPosInputError as exc:  # the library's message names the file; the CLI reports SuperposError
         raise SuperposError(str(exc)) from None
-
-
-_BY_PEFT_TYPE = {m.peft_type: m for m in (SuperPosMethod, PromptMethod, ResidualMethod, FullMethod)}
 
 
 def build_method(
@@ -367,31 +425,36 @@ def build_method(
     seed: int = 0,
     w_init: str = "normal",
 ) -> Method:
-    if method == "superpos":
-        return SuperPosMethod.create(loaded, num_prompt_tokens, num_sampled_tokens, seed, w_init)
-    if method == "prompt":
-        return PromptMethod.create(loaded, num_prompt_tokens, seed).to(loaded.embedding.weight.device)
-    if method == "residual":
-        return ResidualMethod.create(loaded, num_prompt_tokens, seed, residual_hidden)
-    if method == "full":
-        return FullMethod(loaded)
-    raise ConfigError(f"unknown method {method!r}; choose one of superpos, prompt, residual, full")
+    """A fresh ``METHODS[method]`` around ``loaded`` (each method reads the options it needs)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    options = MethodOptions(num_prompt_tokens, num_sampled_tokens, residual_hidden, seed, w_init)
+    return METHODS[method].create(loaded, options)
 
 
 def load_method(folder: str | os.PathLike[str], loaded: LoadedModel) -> Method:
     """Rebuild a saved adapter (any method) on top of ``loaded``."""
     folder = Path(folder)
     peft_type = read_adapter_config(folder).get("peft_type")
-    if peft_type not in _BY_PEFT_TYPE:
+    by_peft_type = {cls.peft_type: cls for cls in METHODS.values()}
+    if peft_type not in by_peft_type:
         raise SuperposError(
-            f"{folder / CONFIG_NAME} has peft_type {peft_type!r}; expected one of {sorted(_BY_PEFT_TYPE)}"
+            f"{folder / CONFIG_NAME} has peft_type {peft_type!r}; expected one of {sorted(by_peft_type)}"
         )
     try:
-        return _BY_PEFT_TYPE[peft_type].load(folder, loaded)
+        return by_peft_type[peft_type].load(folder, loaded)
     except (KeyError, ValueError) as exc:
         if isinstance(exc, SuperposError):
             raise
         raise SuperposError(f"cannot load the adapter in {folder}: {exc}") from None
 
 
-__all__ = ["Method", "build_method", "load_method", "read_adapter_config"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodOptions",
+    "build_method",
+    "load_method",
+    "read_adapter_config",
+    "register_method",
+]

@@ -8,6 +8,10 @@ MCC is 0.0 in the same case (scikit-learn's own convention). F1 with no positive
 0.0 (``zero_division=0.0``), so a run can never look better by predicting nothing.
 
 Invalid predictions are replaced by a wrong label BEFORE these functions run (see ``tasks.Task.compute_metrics``).
+
+A task names its official score as one of the ``Metric`` objects at the end of this file (``ACCURACY``, ``MCC``,
+``F1_ACCURACY``, ``PEARSON_SPEARMAN``, ``F1A_EM``): a main key the trainer tracks and a function giving every
+reported key. A new score is one more ``Metric`` here; no code switches on a metric's name.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,6 +91,56 @@ def multirc_scores(predictions: Sequence[int], golds: Sequence[int], groups: Seq
         all_right[group] = all_right[group] and pred == gold
     em = sum(all_right.values()) / len(all_right) if all_right else 0.0
     return f1a, float(em)
+
+
+# -- the official score of each task --------------------------------------------------------------------------
+
+# (predictions, golds, groups, num_classes) -> every reported score. ``groups`` holds one key per example (MultiRC:
+# its question; else a unique key per row); invalid predictions are already replaced by a wrong value.
+ScoreFn = Callable[[Sequence, Sequence, Sequence[str], int], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's official score: ``main`` is the key the trainer tracks (best adapter, summary), ``score`` computes
+    it and the keys reported beside it."""
+
+    main: str
+    score: ScoreFn
+
+
+def _accuracy_score(preds: Sequence[int], golds: Sequence[int], groups: Sequence[str], n: int) -> dict[str, float]:
+    return {"accuracy": accuracy(preds, golds)}
+
+
+def _mcc_score(preds: Sequence[int], golds: Sequence[int], groups: Sequence[str], n: int) -> dict[str, float]:
+    return {"mcc": matthews(preds, golds), "accuracy": accuracy(preds, golds)}
+
+
+def _f1_accuracy_score(preds: Sequence[int], golds: Sequence[int], groups: Sequence[str], n: int) -> dict[str, float]:
+    """Mean of F1 and accuracy: F1 of class 1 for two classes (MRPC, QQP), macro-F1 over the classes else (CB)."""
+    acc = accuracy(preds, golds)
+    f1 = f1_binary(preds, golds) if n == 2 else f1_macro(preds, golds, n)
+    return {"f1_accuracy": (f1 + acc) / 2, "f1": f1, "accuracy": acc}
+
+
+def _pearson_spearman_score(
+    preds: Sequence[float], golds: Sequence[float], groups: Sequence[str], n: int
+) -> dict[str, float]:
+    pearson, spearman = pearson_spearman(preds, golds)
+    return {"pearson_spearman": (pearson + spearman) / 2, "pearson": pearson, "spearman": spearman}
+
+
+def _f1a_em_score(preds: Sequence[int], golds: Sequence[int], groups: Sequence[str], n: int) -> dict[str, float]:
+    f1a, em = multirc_scores(preds, golds, groups)
+    return {"f1a_em": (f1a + em) / 2, "f1a": f1a, "em": em, "accuracy": accuracy(preds, golds)}
+
+
+ACCURACY = Metric("accuracy", _accuracy_score)
+MCC = Metric("mcc", _mcc_score)  # CoLA
+F1_ACCURACY = Metric("f1_accuracy", _f1_accuracy_score)  # MRPC, QQP, CB
+PEARSON_SPEARMAN = Metric("pearson_spearman", _pearson_spearman_score)  # STS-B
+F1A_EM = Metric("f1a_em", _f1a_em_score)  # MultiRC
 
 
 def _check_lengths(a: Sequence, b: Sequence) -> None:

@@ -51,7 +51,7 @@ def _resolve_path(name: str) -> str:
         return name
     try:
         path = resolve_offline_model(name)
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
+    except (ModuleNotFoundError, FileNotFoundError, FileExistsError) as exc:  # each message names its fix
         raise ModelLoadError(str(exc)) from None
     return str(path) if path is not None else name
 

@@ -1,4 +1,10 @@
-"""The 13 GLUE / SuperGLUE tasks as text-to-text problems: input format, label words, parsing, official metrics.
+"""The 13 GLUE / SuperGLUE tasks as text-to-text problems: input format, label words, parsing, official metrics,
+and where their files are.
+
+Each task is one entry in ``TASKS``, built with keywords (``Task(name=..., fields=..., labels=..., metric=...,
+files=...)``); the code that formats rows, parses answers and scores them (here) and reads the files (``data.py``)
+is generic and does what the entry says. A new task is one entry (and a tiny file in ``tests/data_fixtures.py`` for
+its test); nothing switches on a task's name.
 
 Input format (T5 convention): ``"<task> key1: value1 key2: value2 ..."`` with the official field names as keys in
 alphabetical order, as T5's GLUE preprocessor writes them ("mnli hypothesis: ... premise: ..."); BoolQ and MultiRC
@@ -28,19 +34,28 @@ binary tasks replace an invalid answer by the negation of gold (1 - gold), so it
 positive exactly as a wrong label word would be; 3-class tasks (MNLI, CB) replace it by -1, which matches no class:
 a miss for the gold class in accuracy and macro-F1, and nobody's false positive. STS-B replaces it by -1.0, T5's
 default for an unparsable score (outside the 0..5 range, so it pulls the correlation down).
+
+Local files (``files=``, read by ``data.py``), laid out as in ``shared/data``: GLUE ``glue/<task>/{train,dev}.tsv``
+(CoLA without a header), SuperGLUE ``superglue/<task>/{train,val}.jsonl`` (MultiRC's nested paragraphs flattened to
+one row per answer option, grouped by question). RTE is read from SuperGLUE, else from the GLUE TSV (the same
+2490/277 examples). MNLI validation is the GLUE ``dev_matched.tsv`` (``dev.tsv`` is accepted too); when neither
+exists but ``glue/mnli/textfooler_subset/mnli_matched`` does (``label<TAB>premise<TAB>hypothesis``, no header: 1000
+examples of dev-matched, Moses-tokenized), that subset is used with a ``UserWarning``: its accuracy is NOT the
+official MNLI-m number. On the hub, MNLI validation is ``validation_matched``.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
+from .errors import ConfigError, short_repr
+from .labels import ClassLabels, Labels, RowError, ScoreLabels
 
-STSB_INVALID_VALUE = -1.0
+SPLITS = ("train", "validation")
 
 
 @dataclass(frozen=True)
@@ -61,38 +76,70 @@ def render_source(prefix: str, fields: Sequence[tuple[str, str]]) -> str:
     return " ".join([prefix] + [f"{shown}: {text}" for shown, text in fields])
 
 
-class RowError(ValueError):
-    """A raw row that cannot be turned into an Example (missing field, unknown label). The data loader adds the
-    file name and line number (``data.DataError``)."""
+RowExpander = Callable[[dict[str, Any]], Iterator[dict[str, Any]]]
 
 
-class Task:
-    """A classification task: fixed label words, official metric(s). One instance per task in ``TASKS``.
+@dataclass(frozen=True)
+class Source:
+    """One candidate file of a task/split under ``data_dir`` and how ``data.py`` reads it.
 
-    ``fields`` are (key shown in the input, key of the raw row) pairs in input order. ``label_aliases`` maps the
-    label strings of the official files ("entailment", "0") to class indices; integer labels (HF datasets, JSONL)
-    are accepted as class indices, booleans only for False/True tasks.
+    ``kind`` "tsv": tab-separated, quoting off; ``columns`` maps row keys to header names, or to column numbers when
+    the file has no header (then ``num_columns`` is its exact width). ``kind`` "jsonl": one JSON object per line
+    with the official field names; ``expand`` turns one object into several rows (MultiRC's nested paragraphs).
+    ``warning`` is emitted when this (fallback) file is the one used.
     """
 
-    def __init__(
-        self,
-        name: str,
-        benchmark: str,
-        label_words: tuple[str, ...],
-        main_metric: str,
-        fields: tuple[tuple[str, str], ...],
-        label_aliases: Mapping[str, int] | None = None,
-    ) -> None:
-        self.name = name
-        self.benchmark = benchmark  # "glue" or "superglue"
-        self.label_words = label_words
-        self.main_metric = main_metric
-        self.fields = fields
-        self.label_aliases = dict(label_aliases or {})
-        self._word_to_label = {word: i for i, word in enumerate(label_words)}
+    relpath: str
+    kind: str  # "tsv" or "jsonl"
+    columns: Mapping[str, str | int] = field(default_factory=dict)
+    num_columns: int | None = None
+    warning: str | None = None
+    expand: RowExpander | None = None
+
+
+Index = Callable[[Mapping[str, Any]], tuple[str | None, int | None]]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Task:
+    """One task, described by its entry in ``TASKS``: the generic code (formatting, parsing, scoring here; the
+    readers in ``data.py``) does what the entry says, so a new task is one entry.
+
+    ``fields``: the raw row's keys in input order, shown under their own name (a ``(shown, key)`` pair renames one);
+    ``labels``: ``ClassLabels`` or ``ScoreLabels``; ``metric``: its official score (``metrics.ACCURACY``, ...);
+    ``files``: per split, the candidate local files, most official first; ``hub_splits``: hub split names that
+    differ from ours; ``missing_hint``: per split, a known gap of shared/data named when the file is missing;
+    ``allowed_values``: fields that must hold one of a few words; ``index``: row -> (group, official index).
+    """
+
+    name: str
+    benchmark: str  # "glue" or "superglue": the hub dataset (data.HUB_DATASETS)
+    fields: tuple[str | tuple[str, str], ...]
+    labels: Labels
+    metric: metrics.Metric
+    files: Mapping[str, tuple[Source, ...]]
+    hub_splits: Mapping[str, str] = field(default_factory=dict)
+    missing_hint: Mapping[str, str] = field(default_factory=dict)
+    allowed_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    index: Index | None = None  # default: no group, the row's integer ``idx``
+
+    def __post_init__(self) -> None:
+        pairs = tuple((f, f) if isinstance(f, str) else (f[0], f[1]) for f in self.fields)
+        object.__setattr__(self, "fields", pairs)
+        missing = [split for split in SPLITS if not self.files.get(split)]
+        if missing:
+            raise ValueError(f"task {self.name}: no files for split(s) {', '.join(missing)}")
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, main_metric={self.main_metric!r}, label_words={self.label_words!r})"
+
+    @property
+    def label_words(self) -> tuple[str, ...]:
+        return self.labels.words
+
+    @property
+    def main_metric(self) -> str:
+        return self.metric.main
 
     @property
     def num_classes(self) -> int:
@@ -103,173 +150,51 @@ class Task:
     def format(self, row: Mapping[str, Any]) -> Example:
         """Raw row with the official field names (HF datasets row, JSONL object, or TSV columns) -> Example."""
         label = self.normalize_label(_field(row, "label"))
-        return self._example(row, self.label_text(label), label, idx=_row_idx(row))
-
-    def _example(self, row: Mapping[str, Any], target: str, label: int | float, **extra: Any) -> Example:
+        group, idx = (self.index or _row_index)(row)
+        target = self.label_text(label)
         parts = self.source_fields(row)
-        return Example(render_source(self.name, parts), target, label, prefix=self.name, fields=parts, **extra)
+        return Example(render_source(self.name, parts), target, label, group, idx, prefix=self.name, fields=parts)
 
     def source_fields(self, row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         """``(shown key, text)`` per input field, in input order."""
+        for key, allowed in self.allowed_values.items():
+            value = _text(row, key)
+            if value not in allowed:
+                raise RowError(f"{self.name}: field {key!r} is {value!r}; expected {' or '.join(map(repr, allowed))}")
         return tuple((shown, _text(row, key)) for shown, key in self.fields)
 
     def source_text(self, row: Mapping[str, Any]) -> str:
         return render_source(self.name, self.source_fields(row))
 
     def label_text(self, label: int | float) -> str:
-        """Class index -> label word (the target text)."""
-        return self.label_words[self.normalize_label(label)]
+        """Gold label -> the target text (a label word; STS-B: the rounded score)."""
+        return self.labels.text(label, self.name)
 
-    def normalize_label(self, raw: Any) -> int:
-        """Official label value (int id, label string, bool) -> class index; RowError if it is none of them."""
-        if isinstance(raw, bool):
-            if self.label_words == ("False", "True"):
-                return int(raw)
-            raise RowError(f"{self.name}: label {raw!r} is a boolean; expected one of {self._expected_labels()}")
-        if isinstance(raw, numbers.Integral):
-            if 0 <= int(raw) < self.num_classes:
-                return int(raw)
-            hint = " (an unlabelled test row?)" if int(raw) == -1 else ""
-            raise RowError(
-                f"{self.name}: label {raw} is outside 0..{self.num_classes - 1}{hint}; "
-                f"expected one of {self._expected_labels()}"
-            )
-        if isinstance(raw, str) and raw.strip() in self.label_aliases:
-            return self.label_aliases[raw.strip()]
-        raise RowError(f"{self.name}: unknown label {raw!r}; expected one of {self._expected_labels()}")
-
-    def _expected_labels(self) -> str:
-        known = list(self.label_aliases) or list(range(self.num_classes))
-        if self.label_words == ("False", "True"):
-            known = [False, True, 0, 1]
-        return ", ".join(repr(k) for k in known)
+    def normalize_label(self, raw: Any) -> int | float:
+        """Official label value (int id, label string, bool; STS-B: a number) -> gold label; RowError if unreadable."""
+        return self.labels.normalize(raw, self.name)
 
     # -- predictions and metrics ------------------------------------------------------------------------------
 
     def parse_prediction(self, text: str) -> int | float | None:
-        """Generated text -> class index, or None when it is not exactly one label word (after stripping)."""
-        return self._word_to_label.get(text.strip())
+        """Generated text -> class index (STS-B: score), or None when it is not a valid answer (after stripping)."""
+        return self.labels.parse(text)
 
     def compute_metrics(
         self, predictions: Sequence[int | float | None], examples: Sequence[Example]
     ) -> dict[str, float]:
-        golds = [int(e.label) for e in examples]
-        preds, invalid_rate = self._fill_invalid(predictions, golds)
-        out = self._scores(preds, golds, examples)
-        out["invalid_rate"] = invalid_rate
-        return out
-
-    def _fill_invalid(self, predictions: Sequence[int | float | None], golds: list[int]) -> tuple[list[int], float]:
-        _check_prediction_count(predictions, golds)
-        filled, invalid = [], 0
-        for i, (pred, gold) in enumerate(zip(predictions, golds, strict=True)):
-            if pred is None:
-                invalid += 1
-                filled.append(1 - gold if self.num_classes == 2 else -1)
-            elif isinstance(pred, numbers.Integral) and not isinstance(pred, bool) and 0 <= pred < self.num_classes:
-                filled.append(int(pred))
-            else:
-                raise ValueError(
-                    f"{self.name}: prediction {i} is {pred!r}; expected a class index 0..{self.num_classes - 1} "
-                    f"or None (invalid), as returned by parse_prediction"
-                )
-        return filled, invalid / len(golds)
-
-    def _scores(self, preds: list[int], golds: list[int], examples: Sequence[Example]) -> dict[str, float]:
-        acc = metrics.accuracy(preds, golds)
-        if self.main_metric == "accuracy":
-            return {"accuracy": acc}
-        if self.main_metric == "mcc":
-            return {"mcc": metrics.matthews(preds, golds), "accuracy": acc}
-        if self.main_metric == "f1_accuracy":
-            if self.num_classes == 2:
-                f1 = metrics.f1_binary(preds, golds)
-            else:
-                f1 = metrics.f1_macro(preds, golds, self.num_classes)
-            return {"f1_accuracy": (f1 + acc) / 2, "f1": f1, "accuracy": acc}
-        raise AssertionError(f"unhandled main metric {self.main_metric!r}")  # tasks are defined in this file
-
-
-class STSBTask(Task):
-    """STS-B as regression-by-text: the target is the gold score rounded to 0.2 (T5), metric Pearson/Spearman."""
-
-    def normalize_label(self, raw: Any) -> float:  # type: ignore[override]
-        if isinstance(raw, bool):
-            raise RowError(f"stsb: label {raw!r} is a boolean; expected a similarity score between 0 and 5")
-        try:
-            value = float(raw.strip() if isinstance(raw, str) else raw)
-        except (TypeError, ValueError):
-            raise RowError(
-                f"stsb: label {raw!r} is not a number; expected a similarity score between 0 and 5"
-            ) from None
-        if not (math.isfinite(value) and 0.0 <= value <= 5.0):
-            raise RowError(f"stsb: label {raw!r} is outside [0, 5]; expected a similarity score between 0 and 5")
-        return value
-
-    def label_text(self, label: int | float) -> str:
-        # Python's round is half-to-even, like the tf.round of T5's STS-B preprocessor.
-        return f"{round(self.normalize_label(label) * 5) / 5:.1f}"
-
-    def parse_prediction(self, text: str) -> float | None:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            return None
-        return value if math.isfinite(value) and 0.0 <= value <= 5.0 else None
-
-    def compute_metrics(
-        self, predictions: Sequence[int | float | None], examples: Sequence[Example]
-    ) -> dict[str, float]:
-        golds = [float(e.label) for e in examples]
-        _check_prediction_count(predictions, golds)
-        filled = []
-        for i, pred in enumerate(predictions):
-            if pred is None:
-                filled.append(STSB_INVALID_VALUE)
-            elif isinstance(pred, numbers.Real) and not isinstance(pred, bool) and math.isfinite(pred):
-                filled.append(float(pred))
-            else:
-                raise ValueError(f"stsb: prediction {i} is {pred!r}; expected a finite number or None (invalid)")
-        pearson, spearman = metrics.pearson_spearman(filled, golds)
-        invalid_rate = sum(p is None for p in predictions) / len(golds)
-        return {
-            "pearson_spearman": (pearson + spearman) / 2,
-            "pearson": pearson,
-            "spearman": spearman,
-            "invalid_rate": invalid_rate,
-        }
-
-
-class COPATask(Task):
-    """COPA: the question field must be "cause" or "effect" (it tells the model which way to reason)."""
-
-    def source_fields(self, row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-        question = _text(row, "question")
-        if question not in ("cause", "effect"):
-            raise RowError(f"copa: field 'question' is {question!r}; expected 'cause' or 'effect'")
-        return super().source_fields(row)
-
-
-class MultiRCTask(Task):
-    """MultiRC: one Example per answer option, True/False; grouped by question for EM.
-
-    Rows are the flattened Hugging Face form: paragraph, question, answer, label, idx = {paragraph, question,
-    answer} (``data.py`` flattens the official nested JSONL into it).
-    """
-
-    def format(self, row: Mapping[str, Any]) -> Example:
-        label = self.normalize_label(_field(row, "label"))
-        idx = _field(row, "idx")
-        if not isinstance(idx, Mapping) or not all(k in idx for k in ("paragraph", "question", "answer")):
-            raise RowError(f"multirc: field 'idx' must hold paragraph, question and answer indices, got {idx!r}")
-        group = f"{idx['paragraph']}-{idx['question']}"
-        answer_idx = idx["answer"] if isinstance(idx["answer"], int) else None
-        return self._example(row, self.label_text(label), label, group=group, idx=answer_idx)
-
-    def _scores(self, preds: list[int], golds: list[int], examples: Sequence[Example]) -> dict[str, float]:
+        golds = [self.labels.gold(e.label) for e in examples]
+        if len(predictions) != len(golds):
+            raise ValueError(
+                f"got {len(predictions)} predictions for {len(golds)} examples; they must match one to one"
+            )
+        if not golds:
+            raise ValueError("no examples to score: compute_metrics needs at least one example")
+        filled = [self.labels.fill(i, p, g, self.name) for i, (p, g) in enumerate(zip(predictions, golds, strict=True))]
         groups = [e.group if e.group is not None else f"row-{i}" for i, e in enumerate(examples)]
-        f1a, em = metrics.multirc_scores(preds, golds, groups)
-        return {"f1a_em": (f1a + em) / 2, "f1a": f1a, "em": em, "accuracy": metrics.accuracy(preds, golds)}
+        out = self.metric.score(filled, golds, groups, self.num_classes)
+        out["invalid_rate"] = sum(p is None for p in predictions) / len(golds)
+        return out
 
 
 def _field(row: Mapping[str, Any], key: str) -> Any:
@@ -287,106 +212,241 @@ def _text(row: Mapping[str, Any], key: str) -> str:
     return " ".join(value.split())
 
 
-def _row_idx(row: Mapping[str, Any]) -> int | None:
+def _row_index(row: Mapping[str, Any]) -> tuple[str | None, int | None]:
     idx = row.get("idx")
-    return int(idx) if isinstance(idx, numbers.Integral) and not isinstance(idx, bool) else None
+    return None, (int(idx) if isinstance(idx, numbers.Integral) and not isinstance(idx, bool) else None)
 
 
-def _check_prediction_count(predictions: Sequence[Any], golds: Sequence[Any]) -> None:
-    if len(predictions) != len(golds):
-        raise ValueError(f"got {len(predictions)} predictions for {len(golds)} examples; they must match one to one")
-    if not golds:
-        raise ValueError("no examples to score: compute_metrics needs at least one example")
+# -- building blocks of the entries ---------------------------------------------------------------------------
 
+
+def glue_files(name: str, columns: Mapping[str, str | int], num_columns: int | None = None) -> dict[str, tuple]:
+    """``glue/<name>/train.tsv`` and ``dev.tsv`` (the GLUE distribution's layout)."""
+    return {
+        split: (Source(f"glue/{name}/{file}.tsv", "tsv", columns, num_columns),)
+        for split, file in (("train", "train"), ("validation", "dev"))
+    }
+
+
+def superglue_files(name: str, expand: RowExpander | None = None) -> dict[str, tuple]:
+    """``superglue/<name>/train.jsonl`` and ``val.jsonl`` (the SuperGLUE distribution's layout)."""
+    return {
+        split: (Source(f"superglue/{name}/{file}.jsonl", "jsonl", expand=expand),)
+        for split, file in (("train", "train"), ("validation", "val"))
+    }
+
+
+def either(*alternatives: Mapping[str, tuple[Source, ...]]) -> dict[str, tuple[Source, ...]]:
+    """Per split, the candidates of the first layout, then those of the next (a fallback layout)."""
+    return {split: tuple(s for files in alternatives for s in files.get(split, ())) for split in SPLITS}
+
+
+def both_splits(hint: str) -> dict[str, str]:
+    return {split: hint for split in SPLITS}
+
+
+def multirc_rows(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Official nested MultiRC paragraph -> HF-style rows (paragraph, question, answer, idx{...}, label)."""
+    passage = _get(obj, "passage", dict, "")
+    text = _get(passage, "text", str, "passage.")
+    questions = _get(passage, "questions", list, "passage.")
+    paragraph_idx = _get(obj, "idx", int, "")
+    for qn, question in enumerate(questions):
+        where = f"passage.questions[{qn}]."
+        if not isinstance(question, dict):
+            raise RowError(f"multirc: {where[:-1]} must be an object")
+        question_text = _get(question, "question", str, where)
+        question_idx = _get(question, "idx", int, where)
+        for an, answer in enumerate(_get(question, "answers", list, where)):
+            awhere = f"{where}answers[{an}]."
+            if not isinstance(answer, dict):
+                raise RowError(f"multirc: {awhere[:-1]} must be an object")
+            yield {
+                "paragraph": text,
+                "question": question_text,
+                "answer": _get(answer, "text", str, awhere),
+                "idx": {
+                    "paragraph": paragraph_idx,
+                    "question": question_idx,
+                    "answer": _get(answer, "idx", int, awhere),
+                },
+                "label": _get(answer, "label", object, awhere),
+            }
+
+
+def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in obj:
+        raise RowError(f"multirc: missing field '{where}{key}'")
+    value = obj[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise RowError(f"multirc: field '{where}{key}' must be an integer, got {short_repr(value)}")
+    if kind is not object and not isinstance(value, kind):
+        raise RowError(f"multirc: field '{where}{key}' must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def multirc_index(row: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """MultiRC rows (HF form): grouped by question for EM; the official index is the answer's."""
+    idx = _field(row, "idx")
+    if not isinstance(idx, Mapping) or not all(k in idx for k in ("paragraph", "question", "answer")):
+        raise RowError(f"multirc: field 'idx' must hold paragraph, question and answer indices, got {idx!r}")
+    return f"{idx['paragraph']}-{idx['question']}", (idx["answer"] if isinstance(idx["answer"], int) else None)
+
+
+# -- the 13 tasks ---------------------------------------------------------------------------------------------
 
 _BINARY = {"0": 0, "1": 1}
-_NLI2 = {"entailment": 0, "not_entailment": 1}
+_NLI2 = ("entailment", "not_entailment")
+_NLI3 = ("entailment", "neutral", "contradiction")
 _BOOL = ("False", "True")
+_MNLI_COLUMNS = {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}
+_TEXTFOOLER_WARNING = (
+    "MNLI validation: the GLUE dev_matched.tsv is missing, using the 1000-example TextFooler subset "
+    "glue/mnli/textfooler_subset/mnli_matched instead; its accuracy is not the official MNLI-m number"
+)
 
-TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (
-        Task("sst2", "glue", ("negative", "positive"), "accuracy", (("sentence", "sentence"),), _BINARY),
-        Task("cola", "glue", ("unacceptable", "acceptable"), "mcc", (("sentence", "sentence"),), _BINARY),
-        STSBTask(
-            "stsb",
-            "glue",
-            tuple(f"{i / 5:.1f}" for i in range(26)),
-            "pearson_spearman",
-            (("sentence1", "sentence1"), ("sentence2", "sentence2")),
+
+def _label_map(words: tuple[str, ...]) -> dict[str, int]:
+    return {word: i for i, word in enumerate(words)}
+
+
+_ENTRIES = (
+    Task(
+        name="sst2",
+        benchmark="glue",
+        fields=("sentence",),
+        labels=ClassLabels(("negative", "positive"), _BINARY),
+        metric=metrics.ACCURACY,
+        files=glue_files("sst2", {"sentence": "sentence", "label": "label"}),
+    ),
+    Task(
+        name="cola",
+        benchmark="glue",
+        fields=("sentence",),
+        labels=ClassLabels(("unacceptable", "acceptable"), _BINARY),
+        metric=metrics.MCC,
+        # No header; columns: source code, label, original label (empty), sentence.
+        files=glue_files("cola", {"label": 1, "sentence": 3}, num_columns=4),
+    ),
+    Task(
+        name="stsb",
+        benchmark="glue",
+        fields=("sentence1", "sentence2"),
+        labels=ScoreLabels(high=5.0, per_unit=5, invalid=-1.0, what="a similarity score"),
+        metric=metrics.PEARSON_SPEARMAN,
+        files=glue_files("stsb", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"}),
+    ),
+    Task(
+        name="mrpc",
+        benchmark="glue",
+        fields=("sentence1", "sentence2"),
+        labels=ClassLabels(("not_equivalent", "equivalent"), _BINARY),
+        metric=metrics.F1_ACCURACY,
+        files=glue_files("mrpc", {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}),
+    ),
+    Task(
+        name="qqp",
+        benchmark="glue",
+        fields=("question1", "question2"),
+        labels=ClassLabels(("not_duplicate", "duplicate"), _BINARY),
+        metric=metrics.F1_ACCURACY,
+        files=glue_files("qqp", {"question1": "question1", "question2": "question2", "label": "is_duplicate"}),
+        missing_hint=both_splits("GLUE QQP is not in shared/data (its files exceed the snapshot limit)."),
+    ),
+    Task(
+        name="qnli",
+        benchmark="glue",
+        fields=("question", "sentence"),
+        labels=ClassLabels(_NLI2, _label_map(_NLI2)),
+        metric=metrics.ACCURACY,
+        files=glue_files("qnli", {"question": "question", "sentence": "sentence", "label": "label"}),
+        missing_hint={"train": "GLUE QNLI train is not in shared/data (over the snapshot limit); only dev.tsv is."},
+    ),
+    Task(
+        name="mnli",
+        benchmark="glue",
+        fields=("hypothesis", "premise"),
+        labels=ClassLabels(_NLI3, _label_map(_NLI3)),
+        metric=metrics.ACCURACY,
+        files={
+            "train": (Source("glue/mnli/train.tsv", "tsv", _MNLI_COLUMNS),),
+            "validation": (
+                Source("glue/mnli/dev_matched.tsv", "tsv", _MNLI_COLUMNS),
+                Source("glue/mnli/dev.tsv", "tsv", _MNLI_COLUMNS),
+                Source(  # label<TAB>premise<TAB>hypothesis, no header: 1000 Moses-tokenized dev-matched examples
+                    "glue/mnli/textfooler_subset/mnli_matched",
+                    "tsv",
+                    {"label": 0, "premise": 1, "hypothesis": 2},
+                    num_columns=3,
+                    warning=_TEXTFOOLER_WARNING,
+                ),
+            ),
+        },
+        hub_splits={"validation": "validation_matched"},
+        missing_hint={"train": "GLUE MNLI train is not in shared/data (over the snapshot limit)."},
+    ),
+    Task(
+        name="rte",
+        benchmark="superglue",
+        fields=("hypothesis", "premise"),
+        labels=ClassLabels(_NLI2, _label_map(_NLI2)),
+        metric=metrics.ACCURACY,
+        # The GLUE TSV holds the same 2490/277 examples: read when superglue/rte is missing.
+        files=either(
+            superglue_files("rte"),
+            glue_files("rte", {"premise": "sentence1", "hypothesis": "sentence2", "label": "label"}),
         ),
-        Task(
-            "mrpc",
-            "glue",
-            ("not_equivalent", "equivalent"),
-            "f1_accuracy",
-            (("sentence1", "sentence1"), ("sentence2", "sentence2")),
-            _BINARY,
+    ),
+    Task(
+        name="cb",
+        benchmark="superglue",
+        fields=("hypothesis", "premise"),
+        labels=ClassLabels(
+            ("entailment", "contradiction", "neutral"), {"entailment": 0, "contradiction": 1, "neutral": 2}
         ),
-        Task(
-            "qqp",
-            "glue",
-            ("not_duplicate", "duplicate"),
-            "f1_accuracy",
-            (("question1", "question1"), ("question2", "question2")),
-            _BINARY,
-        ),
-        Task(
-            "qnli",
-            "glue",
-            ("entailment", "not_entailment"),
-            "accuracy",
-            (("question", "question"), ("sentence", "sentence")),
-            _NLI2,
-        ),
-        Task(
-            "mnli",
-            "glue",
-            ("entailment", "neutral", "contradiction"),
-            "accuracy",
-            (("hypothesis", "hypothesis"), ("premise", "premise")),
-            {"entailment": 0, "neutral": 1, "contradiction": 2},
-        ),
-        Task(
-            "rte",
-            "superglue",
-            ("entailment", "not_entailment"),
-            "accuracy",
-            (("hypothesis", "hypothesis"), ("premise", "premise")),
-            _NLI2,
-        ),
-        Task(
-            "cb",
-            "superglue",
-            ("entailment", "contradiction", "neutral"),
-            "f1_accuracy",
-            (("hypothesis", "hypothesis"), ("premise", "premise")),
-            {"entailment": 0, "contradiction": 1, "neutral": 2},
-        ),
-        COPATask(
-            "copa",
-            "superglue",
-            ("choice1", "choice2"),
-            "accuracy",
-            (("choice1", "choice1"), ("choice2", "choice2"), ("premise", "premise"), ("question", "question")),
-        ),
-        Task(
-            "wic",
-            "superglue",
-            _BOOL,
-            "accuracy",
-            (("sentence1", "sentence1"), ("sentence2", "sentence2"), ("word", "word")),
-        ),
-        Task("boolq", "superglue", _BOOL, "accuracy", (("question", "question"), ("passage", "passage"))),
-        MultiRCTask(
-            "multirc",
-            "superglue",
-            _BOOL,
-            "f1a_em",
-            (("question", "question"), ("answer", "answer"), ("paragraph", "paragraph")),
-        ),
-    )
-}
+        metric=metrics.F1_ACCURACY,
+        files=superglue_files("cb"),
+    ),
+    Task(
+        name="copa",
+        benchmark="superglue",
+        fields=("choice1", "choice2", "premise", "question"),
+        labels=ClassLabels(("choice1", "choice2")),
+        metric=metrics.ACCURACY,
+        files=superglue_files("copa"),
+        missing_hint=both_splits("SuperGLUE COPA is not in shared/data at all."),
+        allowed_values={"question": ("cause", "effect")},  # which way to reason
+    ),
+    Task(
+        name="wic",
+        benchmark="superglue",
+        fields=("sentence1", "sentence2", "word"),
+        labels=ClassLabels(_BOOL),
+        metric=metrics.ACCURACY,
+        files=superglue_files("wic"),
+    ),
+    Task(
+        name="boolq",
+        benchmark="superglue",
+        fields=("question", "passage"),
+        labels=ClassLabels(_BOOL),
+        metric=metrics.ACCURACY,
+        files=superglue_files("boolq"),
+        missing_hint={
+            "train": "SuperGLUE BoolQ train is not in shared/data (over the snapshot limit); only val.jsonl is."
+        },
+    ),
+    Task(
+        name="multirc",
+        benchmark="superglue",
+        fields=("question", "answer", "paragraph"),
+        labels=ClassLabels(_BOOL),
+        metric=metrics.F1A_EM,
+        files=superglue_files("multirc", expand=multirc_rows),  # one row per answer option
+        index=multirc_index,
+    ),
+)
+TASKS: dict[str, Task] = {task.name: task for task in _ENTRIES}
 
 
 def get_task(name: str | Task) -> Task:
@@ -395,5 +455,19 @@ def get_task(name: str | Task) -> Task:
         return name
     key = "".join(ch for ch in str(name).lower() if ch not in "-_ ")
     if key not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[key]
+
+
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "ClassLabels",
+    "Example",
+    "RowError",
+    "ScoreLabels",
+    "Source",
+    "Task",
+    "get_task",
+    "render_source",
+]
