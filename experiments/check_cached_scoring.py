@@ -37,7 +37,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "python")]
 from superpos_trainer.collate import Encoder  # noqa: E402
 from superpos_trainer.config import default_data_dir  # noqa: E402
 from superpos_trainer.data import load_examples  # noqa: E402
-from superpos_trainer.evaluate import generate_texts, length_sorted_chunks, make_scorer, rank_scores  # noqa: E402
+from superpos_trainer.evaluate import (  # noqa: E402
+    EvalSettings,
+    generate_texts,
+    length_sorted_chunks,
+    make_scorer,
+    rank_scores,
+)
 from superpos_trainer.forward import autocast  # noqa: E402
 from superpos_trainer.methods import build_method, load_method  # noqa: E402
 from superpos_trainer.models import load_model  # noqa: E402
@@ -79,7 +85,7 @@ def both_scores(method: Any, encoder: Encoder, encoded: list, words: list[str], 
     out = {how: torch.empty(len(encoded), len(words)) for how in ("mean", "sum")}
     start = time.perf_counter()
     with torch.inference_mode(), autocast(CPU, bf16):
-        scorer = make_scorer(method, encoder, words, "mean", cached, CPU)
+        scorer = make_scorer(method, encoder, words, EvalSettings(cached=cached))
         for chunk in length_sorted_chunks(encoded, max(1, args.batch_size // len(words))):
             picked, valid = scorer.token_logprobs(encoded, chunk, CPU)
             for how in out:
@@ -131,13 +137,15 @@ def timing(args: argparse.Namespace, loaded: Any, method: Any) -> dict[str, Any]
         for name, (task, encoder, _, encoded) in setups.items():
             for label, cached, bf16 in providers:
                 start = time.perf_counter()
-                rank_scores(method, encoder, encoded, task.label_words, args.batch_size, CPU, bf16, "mean", cached)
+                settings = EvalSettings(batch_size=args.batch_size, bf16=bf16, cached=cached)
+                rank_scores(method, encoder, encoded, task.label_words, settings)
                 if not warmup:
                     times[name][label].append(time.perf_counter() - start)
         first = next(iter(setups.values()))
         for label, reuse in (("generate, prompt recomputed", False), ("generate, prompt cached", True)):
             start = time.perf_counter()
-            generate_texts(method, first[1], first[3], args.batch_size, 5, CPU, bf16_native, reuse_prefix=reuse)
+            settings = EvalSettings(batch_size=args.batch_size, max_new_tokens=5, bf16=bf16_native, cached=reuse)
+            generate_texts(method, first[1], first[3], settings)
             if not warmup:
                 generate[label].append(time.perf_counter() - start)
         warmup = False

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from superpos_trainer.run_files import RunFolder, read_json_object
+from superpos_trainer.run_folder import RunFolder, read_json_object
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "experiments" / "runs"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from superpos_trainer import checkpoints as ckpt
+from superpos_trainer import run_folder
 from superpos_trainer.cli import main
 
 # SUPERPOS_FUZZ_EXAMPLES=5000 turns the property tests into a longer fuzzing run (the default keeps them fast).
@@ -70,7 +70,7 @@ def copy_run(source: Path, dest: Path) -> Path:
     """A copy of a finished run, its config pointing at the copy (a resume rewrites config.json byte-identically)."""
     shutil.copytree(source, dest)
     config = json.loads((dest / "config.json").read_text())
-    ckpt.write_json(dest / "config.json", {**config, "output_dir": str(dest)})
+    run_folder.write_json(dest / "config.json", {**config, "output_dir": str(dest)})
     return dest
 
 

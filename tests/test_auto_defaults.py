@@ -149,7 +149,7 @@ def test_lr_auto_in_a_run_records_the_number(tiny_llama, tmp_path):  # noqa: F81
     method = build_method("prompt", loaded, config.num_prompt_tokens, seed=0)
     expected = auto.auto_lr(method, config)
     data = load_examples(get_task("sst2"), "train", tiny_data_dir())
-    trainer = Trainer(config, method, get_task("sst2"), data, data[:4])
+    trainer = Trainer.from_config(config, get_task("sst2"), (data, data[:4]), method=method)
     assert trainer.config.lr == pytest.approx(expected)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [trainer.config.lr]
     assert isinstance(trainer.config.max_length, int)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from superpos_trainer import checkpoints as ckpt
+from superpos_trainer import run_folder
 from superpos_trainer.cli import main
 
 from superpos_kernels import SuperPosPrompt
@@ -157,7 +158,7 @@ def _trainer(ctx: Ctx):
     loaded = load_model(str(ctx.t5))
     config = tiny_config(ctx.t5, None)
     method = build_method("superpos", loaded, config.num_prompt_tokens, config.num_sampled_tokens)
-    return Trainer(config, method, task, data, data[:2])
+    return Trainer.from_config(config, task, (data, data[:2]), method=method)
 
 
 def trainer_nan_prompt(ctx: Ctx) -> None:
@@ -283,11 +284,10 @@ def disk_full_on_checkpoint(ctx: Ctx) -> None:
 
 def disk_full_on_metrics(ctx: Ctx) -> None:
     run = ctx.tmp / "run"
-    original = ckpt.atomic_write
-    flaky = _fail_on_call(2, original)  # the 2nd metrics.jsonl write fails; other files are written normally
-    ctx.monkeypatch.setattr(ckpt, "atomic_write", lambda p, w: (flaky if p.name == "metrics.jsonl" else original)(p, w))
+    # The 2nd metrics.jsonl append fails (disk full); other files are written normally.
+    ctx.monkeypatch.setattr(run_folder, "append_line", _fail_on_call(2, run_folder.append_line))
     cli_fails(ctx, train_args(ctx, run, "--eval-steps", "2"), f"cannot write {run / 'metrics.jsonl'}", "No space left")
-    assert [r["step"] for r in ckpt.read_metrics(run / "metrics.jsonl")] == [2]  # the old file, whole
+    assert [r["step"] for r in run_folder.read_metrics(run / "metrics.jsonl")] == [2]  # the old file, whole
     ckpt.load_checkpoint(run / "checkpoint")  # the step-2 checkpoint still loads
     assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
 

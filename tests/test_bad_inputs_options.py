@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from superpos_trainer import checkpoints as ckpt
+from superpos_trainer import run_folder
 from superpos_trainer.config import FIELDS, build_config, read_config_file
 from superpos_trainer.data import DataError, load_examples
 from superpos_trainer.errors import ConfigError, RunFolderError
@@ -299,7 +300,7 @@ def test_any_metrics_file_reads_or_is_one_line_naming_it(lines):
         path = Path(tmp) / "metrics.jsonl"
         path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
         try:
-            rows = ckpt.read_metrics(path)
+            rows = run_folder.read_metrics(path)
         except RunFolderError as exc:
             _one_line(str(exc), f"{path} line ")
             return

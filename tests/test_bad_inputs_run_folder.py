@@ -477,12 +477,12 @@ def _old_save_checkpoint(folder, trainable, optimizer, trainer_state, fingerprin
         torch.save(extras, tmp / "optimizer_rng.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2, sort_keys=True) + "\n")
 
-    ckpt.write_folder(folder, write)
+    run_folder.write_folder(folder, write)
 
 
 def _rows(run: Path) -> list[dict]:
     timing = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
-    return [{k: v for k, v in r.items() if k not in timing} for r in ckpt.read_metrics(run / "metrics.jsonl")]
+    return [{k: v for k, v in r.items() if k not in timing} for r in run_folder.read_metrics(run / "metrics.jsonl")]
 
 
 def test_format1_run_folder_resumes_exactly(tiny_t5, tiny_data, tmp_path, monkeypatch):  # noqa: F811
@@ -495,11 +495,11 @@ def test_format1_run_folder_resumes_exactly(tiny_t5, tiny_data, tmp_path, monkey
     old = tmp_path / "old"
     monkeypatch.setattr(ckpt, "save_checkpoint", _old_save_checkpoint)
 
-    def interrupt(step: int) -> None:
-        if step == 5:
+    def interrupt(point: str) -> None:
+        if point == "step:5":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_fault_injection", interrupt)
+    monkeypatch.setattr(train, "fault_point", interrupt)
     assert main(train_args(ctx, old, *extra)) == 130
     monkeypatch.undo()
     checkpoint = old / "checkpoint"
@@ -562,9 +562,9 @@ def test_guard_names_only_what_exists(tmp_path):
         return str(info.value)
 
     assert f"nothing was saved in {tmp_path} yet" in message()
-    ckpt.write_folder(tmp_path / "checkpoint", lambda d: None)
+    run_folder.write_folder(tmp_path / "checkpoint", lambda d: None)
     assert "the last good checkpoint/ in" in message() and "last/" not in message().split(" in ")[0]
-    ckpt.write_folder(tmp_path / "last", lambda d: None)
+    run_folder.write_folder(tmp_path / "last", lambda d: None)
     assert "the last good checkpoint/, last/ in" in message()
 
 

@@ -6,11 +6,13 @@ lengths (padding) and label words of different token lengths: same argmax, score
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from superpos_trainer.collate import Encoder
 from superpos_trainer.data import load_examples
-from superpos_trainer.evaluate import generate_texts, rank_scores
+from superpos_trainer.evaluate import EvalSettings, generate_texts, rank_scores
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import load_model
 from superpos_trainer.prefix_cache import PromptPrefix
@@ -77,8 +79,9 @@ def _setup(loaded, task_name: str, data_dir, method_name: str = "superpos"):
 
 
 def _both(method, encoder, encoded, words, how: str, batch_size: int = 6):
-    cached = rank_scores(method, encoder, encoded, words, batch_size, CPU, rank_score=how, cached=True)
-    plain = rank_scores(method, encoder, encoded, words, batch_size, CPU, rank_score=how, cached=False)
+    settings = EvalSettings(batch_size=batch_size, rank_score=how)
+    cached = rank_scores(method, encoder, encoded, words, settings)
+    plain = rank_scores(method, encoder, encoded, words, replace(settings, cached=False))
     return cached, plain
 
 
@@ -100,7 +103,8 @@ def test_causal_cached_scores_equal_uncached(llama, tiny_data, task_name, how): 
 def test_sliding_window_model_cached_scores_equal_uncached(gemma3, tiny_data, how):  # noqa: F811
     task, method, encoder, encoded = _setup(gemma3, "rte", tiny_data)
     _assert_same(*_both(method, encoder, encoded, task.label_words, how))
-    texts = [generate_texts(method, encoder, encoded, 5, 3, CPU, reuse_prefix=r) for r in (True, False)]
+    settings = [EvalSettings(batch_size=5, max_new_tokens=3, cached=cached) for cached in (True, False)]
+    texts = [generate_texts(method, encoder, encoded, s) for s in settings]
     assert texts[0] == texts[1]
 
 
@@ -109,9 +113,9 @@ def test_cached_scores_under_bf16_autocast_stay_close(request, tiny_data, loaded
     """bf16 runs both paths (any CPU: autocast emulates where bf16 is not native); they agree to bf16 rounding."""
     task, method, encoder, encoded = _setup(request.getfixturevalue(loaded_name), "rte", tiny_data)
     words = task.label_words
-    cached = rank_scores(method, encoder, encoded, words, 6, CPU, bf16=True, cached=True)
-    plain = rank_scores(method, encoder, encoded, words, 6, CPU, bf16=True, cached=False)
-    fp32 = rank_scores(method, encoder, encoded, words, 6, CPU, cached=True)
+    cached = rank_scores(method, encoder, encoded, words, EvalSettings(batch_size=6, bf16=True))
+    plain = rank_scores(method, encoder, encoded, words, EvalSettings(batch_size=6, bf16=True, cached=False))
+    fp32 = rank_scores(method, encoder, encoded, words, EvalSettings(batch_size=6))
     assert cached.dtype == torch.float32 and torch.isfinite(cached).all()
     # bf16 keeps 8 mantissa bits: scores (log-probs of magnitude ~10 here) agree to about 1 %.
     torch.testing.assert_close(cached, plain, atol=0.05, rtol=0.01)
@@ -133,8 +137,8 @@ def test_seq2seq_cached_scores_equal_uncached(t5, tiny_data, task_name, how):  #
 
 def test_batch_size_does_not_change_cached_scores(llama, tiny_data):  # noqa: F811
     task, method, encoder, encoded = _setup(llama, "rte", tiny_data)
-    one = rank_scores(method, encoder, encoded, task.label_words, 2, CPU)
-    many = rank_scores(method, encoder, encoded, task.label_words, 64, CPU)
+    one = rank_scores(method, encoder, encoded, task.label_words, EvalSettings(batch_size=2))
+    many = rank_scores(method, encoder, encoded, task.label_words, EvalSettings(batch_size=64))
     torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-5)
 
 
@@ -148,7 +152,7 @@ def test_prefix_is_computed_once_per_evaluation(llama, tiny_data, monkeypatch): 
         return original(cls, *args, **kwargs)
 
     monkeypatch.setattr(PromptPrefix, "for_model", classmethod(counting))
-    rank_scores(method, encoder, encoded, task.label_words, 2, CPU)  # several batches
+    rank_scores(method, encoder, encoded, task.label_words, EvalSettings(batch_size=2))  # several batches
     assert len(encoded) > 2 and len(calls) == 1
 
 
@@ -167,8 +171,8 @@ def test_prefix_cache_copies_do_not_share_state(llama, tiny_data):  # noqa: F811
 def test_generation_with_prefix_cache_equals_without(request, tiny_data, loaded_name):  # noqa: F811
     loaded = request.getfixturevalue(loaded_name)
     _, method, encoder, encoded = _setup(loaded, "rte", tiny_data)
-    with_cache = generate_texts(method, encoder, encoded, 5, 4, CPU, reuse_prefix=True)
-    without = generate_texts(method, encoder, encoded, 5, 4, CPU, reuse_prefix=False)
+    with_cache = generate_texts(method, encoder, encoded, EvalSettings(batch_size=5, max_new_tokens=4))
+    without = generate_texts(method, encoder, encoded, EvalSettings(batch_size=5, max_new_tokens=4, cached=False))
     assert with_cache == without
     assert any(with_cache)  # the tiny model writes something, so the comparison is not between empty strings
 

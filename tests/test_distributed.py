@@ -46,7 +46,7 @@ def test_two_process_gloo_run_matches_one_process(tiny_t5, tiny_data, tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert main(_args(tiny_t5, tiny_data, single)) == 0
 
-    killed = _torchrun(_args(tiny_t5, tiny_data, ddp), SUPERPOS_FAULT_KILL_AT_STEP="4")
+    killed = _torchrun(_args(tiny_t5, tiny_data, ddp), SUPERPOS_FAULT_INJECT="step:4:1")
     assert killed.returncode != 0, killed.stderr[-3000:]
     state = json.loads((ddp / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 3  # the epoch-end checkpoint; step 4 was never saved

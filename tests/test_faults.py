@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from superpos_trainer import checkpoints as ckpt
+from superpos_trainer import run_folder
 from superpos_trainer.cli import main
 from superpos_trainer.train import Trainer
 
@@ -37,7 +37,8 @@ def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _rows(run: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in ckpt.read_metrics(run / "metrics.jsonl")]
+    rows = run_folder.read_metrics(run / "metrics.jsonl")
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
 def _adapter(folder: Path) -> dict[str, torch.Tensor]:
@@ -61,12 +62,12 @@ def straight(tiny_t5, tiny_data, tmp_path_factory):
 def _assert_run_folder_readable(run: Path) -> int:
     """Every folder the run would use is complete and loads; returns the checkpoint's step (0 when none)."""
     json.loads((run / "config.json").read_text())
-    ckpt.read_metrics(run / "metrics.jsonl")
+    run_folder.read_metrics(run / "metrics.jsonl")
     for name in ("best", "last"):
-        found = ckpt.find_folder(run / name)
+        found = run_folder.find_folder(run / name)
         if found is not None:
             assert all(torch.isfinite(t).all() for t in _adapter(found).values())
-    loaded = ckpt.load_checkpoint(run / "checkpoint")  # raises on any unreadable piece
+    loaded = run_folder.RunFolder(run).load_checkpoint()  # raises on any unreadable piece
     return 0 if loaded is None else loaded.state["step"]
 
 
@@ -160,5 +161,5 @@ def test_numerical_guard_stops_and_keeps_last_good_checkpoint(where, tiny_t5, ti
     assert _assert_run_folder_readable(run) == 4
     trainable = load_file(str(run / "checkpoint" / "trainable.safetensors"))
     assert all(torch.isfinite(t).all() for t in trainable.values())
-    assert [r["step"] for r in ckpt.read_metrics(run / "metrics.jsonl")] == [2, 3, 4]
+    assert [r["step"] for r in run_folder.read_metrics(run / "metrics.jsonl")] == [2, 3, 4]
     assert not (run / "results.json").exists()

@@ -80,13 +80,8 @@ def test_bf16_training_keeps_fp32_parameters_gradients_and_loss(request, tmp_pat
     loaded = load_model(str(path))
     task = get_task("sst2")
     train = load_examples(task, "train", config.data_dir)
-    trainer = Trainer(
-        config,
-        build_method(method, loaded, 4, 16) if method == "superpos" else build_method(method, loaded, 4),
-        task,
-        train,
-        train[:4],
-    )
+    built = build_method(method, loaded, 4, 16) if method == "superpos" else build_method(method, loaded, 4)
+    trainer = Trainer.from_config(config, task, (train, train[:4]), method=built)
     assert trainer.bf16
     params = trainer.method.trainable_parameters()
     before = [p.detach().clone() for p in params]
@@ -125,7 +120,8 @@ def test_bf16_training_follows_the_fp32_curve(tiny_llama):  # noqa: F811
         loaded = load_model(str(tiny_llama))
         task = get_task("sst2")
         train = load_examples(task, "train", config.data_dir)
-        trainer = Trainer(config, build_method("superpos", loaded, 4, 16, seed=0), task, train, train[:4])
+        method = build_method("superpos", loaded, 4, 16, seed=0)
+        trainer = Trainer.from_config(config, task, (train, train[:4]), method=method)
         assert trainer.bf16 is (bf16 == "on")
         batch = trainer.make_batch(list(range(8)))
         losses[bf16] = torch.tensor([trainer.train_step(batch) for _ in range(8)])

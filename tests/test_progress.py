@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import torch
 from superpos_trainer.progress import Progress
 
 from .model_fixtures import tiny_data, tiny_llama  # noqa: F401
@@ -60,11 +59,11 @@ def test_a_terminal_gets_a_bar():
 
 
 def test_evaluation_reports_progress_on_stderr(monkeypatch, capsys, tiny_llama, tiny_data):  # noqa: F811
-    """``evaluate_examples(progress=True)`` (what ``superpos evaluate``/``predict`` use) writes count lines."""
+    """``evaluate(EvalSettings(progress=True))`` (what ``superpos evaluate``/``predict`` use) writes count lines."""
     from superpos_trainer import progress
     from superpos_trainer.collate import Encoder
     from superpos_trainer.data import load_examples
-    from superpos_trainer.evaluate import evaluate_examples
+    from superpos_trainer.evaluate import EvalSettings, evaluate
     from superpos_trainer.methods import build_method
     from superpos_trainer.models import load_model
     from superpos_trainer.tasks import get_task
@@ -82,7 +81,7 @@ def test_evaluation_reports_progress_on_stderr(monkeypatch, capsys, tiny_llama, 
     examples = load_examples(task, "validation", tiny_data)
     encoded = [encoder.encode(e.source, e.target) for e in examples]
     for mode in ("rank", "generate"):
-        evaluate_examples(method, encoder, task, examples, encoded, mode, 2, 2, torch.device("cpu"), progress=True)
+        evaluate(method, encoder, task, examples, encoded, EvalSettings(mode, 2, 2, progress=True))
         # Only our lines: other tests may leave log handlers that write to stderr too.
         lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"{mode}: ")]
         assert lines and lines[0].startswith(f"{mode}: {2 if mode == 'generate' else 1}/{len(examples)} examples")

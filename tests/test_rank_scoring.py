@@ -10,7 +10,7 @@ from superpos_trainer.collate import IGNORE_INDEX, Encoder
 from superpos_trainer.config import TrainConfig
 from superpos_trainer.data import load_examples
 from superpos_trainer.errors import ConfigError
-from superpos_trainer.evaluate import evaluate_examples
+from superpos_trainer.evaluate import EvalSettings, evaluate
 from superpos_trainer.forward import label_token_logprobs
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import load_model
@@ -18,8 +18,6 @@ from superpos_trainer.scoring import choose_labels, reduce_scores
 from superpos_trainer.tasks import get_task
 
 from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
-
-CPU = torch.device("cpu")
 
 
 def _logits_for(token_probs: list[dict[int, float]], vocab: int = 8) -> torch.Tensor:
@@ -77,10 +75,10 @@ def test_a_nan_forward_counts_as_invalid_not_as_the_first_label(request, tiny_da
     encoder = Encoder(loaded.tokenizer, loaded.is_encoder_decoder, 64, 3, 8, loaded.max_positions, 3)
     examples = load_examples(task, "validation", tiny_data)
     encoded = [encoder.encode(e.source, e.target) for e in examples]
-    picks = rank_label_words(method, encoder, encoded, task.label_words, 8, CPU, cached=cached)
+    picks = rank_label_words(method, encoder, encoded, task.label_words, EvalSettings(batch_size=8, cached=cached))
     assert picks == [""] * len(examples)
     if cached:
-        metrics, _ = evaluate_examples(method, encoder, task, examples, encoded, "rank", 8, 3, CPU)
+        metrics, _ = evaluate(method, encoder, task, examples, encoded, EvalSettings("rank", 8, 3))
         assert metrics["invalid_rate"] == 1.0 and metrics["accuracy"] == 0.0
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from superpos_trainer.collate import IGNORE_INDEX, Encoded, Encoder, source_batch, train_batch
 from superpos_trainer.config import TrainConfig
-from superpos_trainer.evaluate import generate_texts, rank_label_words
+from superpos_trainer.evaluate import EvalSettings, generate_texts, rank_label_words
 from superpos_trainer.forward import label_logits, label_token_logprobs, position_ids_from_mask
 from superpos_trainer.methods import build_method
 from superpos_trainer.models import LoadedModel, load_model
@@ -97,7 +97,7 @@ def test_generation_continues_from_the_trained_positions(llama):
             inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from_mask(mask)
         ).logits
     expected_first = logits[:, -1].argmax(-1).tolist()
-    texts = generate_texts(method, enc, items, batch_size=2, max_new_tokens=1, device=torch.device("cpu"))
+    texts = generate_texts(method, enc, items, EvalSettings(batch_size=2, max_new_tokens=1))
     for text, tok in zip(texts, expected_first, strict=True):
         assert text == llama.tokenizer.decode([tok], skip_special_tokens=True).strip()
 
@@ -108,7 +108,7 @@ def test_ranking_picks_the_most_likely_label_word(llama, how):
     enc = _encoder(llama, 2)
     words = ("negative", "positive", "not quite good")  # label words of 2, 2 and 4 tokens (EOS included)
     items = [enc.encode(f"sst2 sentence: {w}", "negative") for w in ("good fun", "awful", "the tree")]
-    picks = rank_label_words(method, enc, items, words, batch_size=4, device=torch.device("cpu"), rank_score=how)
+    picks = rank_label_words(method, enc, items, words, EvalSettings(batch_size=4, rank_score=how))
     pad = llama.tokenizer.pad_token_id
     for item, pick in zip(items, picks, strict=True):
         scores = []
@@ -133,7 +133,7 @@ def test_train_step_leaves_tied_backbone_untouched(llama):
     config = TrainConfig(model="x", task="sst2", num_prompt_tokens=4, num_sampled_tokens=16, max_length=64).resolved()
     method = build_method("superpos", llama, 4, 16)
     w0 = method.layer.w.detach().clone()
-    trainer = Trainer(config, method, task, data, data[:2])
+    trainer = Trainer.from_config(config, task, (data, data[:2]), method=method)
     loss = trainer.train_step(trainer.make_batch(list(range(4))))
     assert math.isfinite(loss)
     assert all(p.grad is None for p in llama.model.parameters())

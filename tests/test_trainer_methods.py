@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from superpos_trainer.data import load_examples
-from superpos_trainer.evaluate import generate_texts
+from superpos_trainer.evaluate import EvalSettings, generate_texts
 from superpos_trainer.forward import label_logits
 from superpos_trainer.methods import METHODS, build_method, load_method
 from superpos_trainer.models import load_model
@@ -13,8 +13,6 @@ from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
 
 from .model_fixtures import tiny_config, tiny_data_dir
-
-CPU = torch.device("cpu")
 
 
 def _trainer(model_path, method_name, **overrides):
@@ -25,7 +23,7 @@ def _trainer(model_path, method_name, **overrides):
     )
     task = get_task("sst2")
     data = load_examples(task, "train", tiny_data_dir())
-    return Trainer(config, method, task, data, data[:6]), loaded
+    return Trainer.from_config(config, task, (data, data[:6]), method=method), loaded
 
 
 @pytest.mark.parametrize("kind", ["t5", "llama"])
@@ -62,8 +60,9 @@ def test_method_learns_and_its_adapter_reloads(kind, method_name, tiny_t5, tiny_
     with torch.no_grad():
         torch.testing.assert_close(label_logits(reloaded, batch), label_logits(trainer.method, batch), rtol=0, atol=0)
     encoded = trainer.eval_encoded
-    a = generate_texts(trainer.method, trainer.encoder, encoded, 4, 3, CPU)
-    b = generate_texts(reloaded, trainer.encoder, encoded, 4, 3, CPU)
+    settings = EvalSettings(batch_size=4, max_new_tokens=3)
+    a = generate_texts(trainer.method, trainer.encoder, encoded, settings)
+    b = generate_texts(reloaded, trainer.encoder, encoded, settings)
     assert a == b
 
 

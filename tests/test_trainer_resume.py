@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from superpos_trainer.checkpoints import find_folder, write_folder
 from superpos_trainer.cli import main
 from superpos_trainer.collate import epoch_batches
+from superpos_trainer.run_folder import find_folder, write_folder
 
 TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_examples_per_s"}
+REPO = Path(__file__).resolve().parents[1]
+# The last commit before the run folder got one owner (issue 13: metrics.jsonl appended, run_files.py and
+# run_folder.py merged, the trainer split): run folders it wrote must resume under today's code.
+BEFORE_RUN_FOLDER_REFACTOR = "bd71617"
 
 
 def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -67,7 +73,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_t5, tiny_d
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert main(_args(tiny_t5, tiny_data, straight)) == 0
 
-    env = {**os.environ, "SUPERPOS_FAULT_KILL_AT_STEP": "5"}  # mid-epoch 2, one step after the step-4 checkpoint
+    env = {**os.environ, "SUPERPOS_FAULT_INJECT": "step:5:1"}  # mid-epoch 2, one step after the step-4 checkpoint
     proc = subprocess.run(
         [sys.executable, "-m", "superpos_trainer.cli", *_args(tiny_t5, tiny_data, killed)],
         env=env,
@@ -162,3 +168,49 @@ def test_resume_needs_only_the_run_folder_and_keeps_its_options(tiny_t5, tiny_da
     assert main(["train", "--output-dir", str(run), "--resume", "--max-length", "32"]) == 2
     err = capsys.readouterr().err
     assert "different config" in err and "max_length: 64 -> 32" in err
+
+
+def _old_trainer(dest: Path) -> Path:
+    """``python/`` of :data:`BEFORE_RUN_FOLDER_REFACTOR`, unpacked from the git history into ``dest``."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", BEFORE_RUN_FOLDER_REFACTOR, "python/superpos_trainer"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs the git history with commit {BEFORE_RUN_FOLDER_REFACTOR} (a full clone)")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "python"
+
+
+def test_a_run_killed_under_the_previous_code_resumes_exactly(tiny_t5, tiny_data, tmp_path):
+    """The previous trainer (whole-file metrics.jsonl, its own run-folder modules) is SIGKILLed mid-epoch; today's
+    code resumes its folder and ends with the metrics and adapters of a run never killed."""
+    old_python = _old_trainer(tmp_path / "old-code")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(_args(tiny_t5, tiny_data, straight)) == 0
+
+    paths = [str(old_python), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "SUPERPOS_FAULT_KILL_AT_STEP": "5"}
+    code = "import sys, superpos_trainer.cli as c; assert 'old-code' in c.__file__; sys.exit(c.main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *_args(tiny_t5, tiny_data, killed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert json.loads((killed / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
+    assert [r["step"] for r in _metrics(killed)] == [3]  # the epoch-1 evaluation, written by the old code
+
+    assert main([*_args(tiny_t5, tiny_data, killed), "--resume"]) == 0
+    assert _metrics(killed) == _metrics(straight)
+    for name in ("best", "last"):
+        a, b = _tensors(straight / name), _tensors(killed / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    ra, rb = (json.loads((r / "results.json").read_text()) for r in (straight, killed))
+    assert (ra["best_metric"], ra["best_step"], ra["steps"]) == (rb["best_metric"], rb["best_step"], rb["steps"])

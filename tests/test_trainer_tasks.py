@@ -26,7 +26,7 @@ def _one_step_and_eval(loaded, task_name: str, data_dir, limit: int | None = Non
     evaluation = load_examples(task, "validation", data_dir, limit=limit)
     config = tiny_config(loaded.path, None, task=task_name, max_length=96, epochs=1)
     method = build_method("superpos", loaded, config.num_prompt_tokens, config.num_sampled_tokens)
-    trainer = Trainer(config, method, task, train, evaluation)
+    trainer = Trainer.from_config(config, task, (train, evaluation), method=method)
     loss = trainer.train_step(trainer.make_batch(list(range(min(4, len(train))))))
     assert math.isfinite(loss)
     return trainer.evaluate(), trainer

@@ -87,7 +87,7 @@ def test_auto_length_covers_99_percent_and_is_the_smallest_that_does(tiny_llama)
     assert share <= 0.01
     shorter = truncated_share([_encoder(loaded, length - 1).encode_example(e) for e in examples])
     assert shorter > 0.01
-    capped = auto_max_length(loaded.tokenizer, [e.source for e in examples], *args, max_positions=length - 5)
+    capped = auto_max_length(loaded.tokenizer, [e.source for e in examples], *args, cap=length - 5)
     assert capped == length - 5  # never beyond the model's positions
 
 
@@ -99,7 +99,7 @@ def _run(tmp_path, model, **overrides):
     train = [_rte(premise=" ".join(WORDS[: 3 + i]), label=i % 2) for i in range(12)]
     evaluation = [_rte(label=i % 2) for i in range(4)]  # all longer than any training example
     (tmp_path / "run").mkdir()
-    trainer = Trainer(config, method, task, train, evaluation, tmp_path / "run")
+    trainer = Trainer.from_config(config, task, (train, evaluation), method=method, run_dir=tmp_path / "run")
     return trainer, trainer.fit()
 
 
@@ -107,7 +107,7 @@ def test_results_record_truncated_shares_and_warn(tmp_path, tiny_llama, caplog):
     caplog.set_level(logging.WARNING, logger="superpos_trainer")
     trainer, results = _run(tmp_path, tiny_llama, task="rte", max_length="auto")
     assert trainer.config.max_length == auto_max_length(
-        trainer.loaded.tokenizer, [e.source for e in trainer.train_examples], False, 4, 8, 256, 5
+        trainer.loaded.tokenizer, [e.source for e in trainer.train_examples], False, 4, 8, 256 - 5
     )
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["truncated"] == results["truncated"]

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from superpos_kernels.reference import superpose
 
-from .collate import Encoded, auto_max_length, truncated_share
+from .collate import Encoded, auto_max_length, length_cap, truncated_share
 from .config import AUTO, METHOD_DEFAULTS, TrainConfig
 from .models import LoadedModel
 
@@ -203,8 +203,7 @@ def resolve(config: TrainConfig, method: Any, train_examples: Sequence[Any]) -> 
             loaded.is_encoder_decoder,
             method.num_prompt_tokens,
             config.max_target_length,
-            loaded.max_positions,
-            config.max_new_tokens,
+            length_cap(loaded.is_encoder_decoder, loaded.max_positions, config.max_new_tokens),
         )
         log.info("--max-length auto: %d tokens (>= 99%% of the training inputs uncut)", changes["max_length"])
     if config.lr == AUTO:

@@ -1,88 +1,26 @@
-"""Run-folder files, all written atomically: adapters, the exact-resume checkpoint, metrics.jsonl.
+"""The exact-resume checkpoint's content: what is written into its folder and how it is read back and checked.
 
-A folder (adapter, checkpoint) is built under a temporary name and swapped in with renames, so a run killed at any
-moment leaves either the previous folder or the new one complete: ``target`` is renamed to ``target.old`` (kept
-until the new one is in place), then ``target.tmp-*`` to ``target``. A reader that finds only ``target.old``
-(killed between the two renames) uses that. Single files go through ``superpos_kernels.io.atomic_write``.
+Where the folder lives and how it is swapped in whole (a kill leaves the previous complete one) is the run
+folder's job (run_folder.py: ``write_folder``, ``find_folder``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
-from superpos_kernels.io import atomic_write
 
 from . import state_codec
 from .errors import RunFolderError, clip, short_repr
-from .faults import fault_point
-from .run_folder import follow_umask
+from .run_folder import find_folder, write_folder
 
-COMPLETE_MARKER = "COMPLETE"
 set_rng_state = state_codec.set_rng_state
-
-
-def write_folder(target: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_folder)`` then swap it in as ``target`` (see the module docstring)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Temp folders of writes killed earlier (SIGKILL skips the cleanup below); only the run lock's holder writes here.
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        write(tmp)
-        fault_point(f"write:{target.name}")  # test-only (faults.py)
-        (tmp / COMPLETE_MARKER).write_text("ok\n")
-        follow_umask(tmp)  # mkdtemp made it 0700, atomic writes inside 0600
-        old = target.with_name(target.name + ".old")
-        if target.exists():  # a lone .old (earlier kill between renames) stays until the new folder is in place
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-            fault_point(f"swap:{target.name}")  # test-only (faults.py)
-        os.replace(tmp, target)
-        if old.exists():
-            shutil.rmtree(old)
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        # Disk full, folder gone read-only, ...: safetensors reports it as SafetensorError, torch.save as a
-        # RuntimeError ("file write failed"). The previous complete folder is untouched.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
-            raise
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else clip(str(exc), 200)
-        raise RunFolderError(
-            f"cannot write {target}: {reason}; the previous complete {target.name} (if any) is kept. "
-            "Free space (or fix the folder) and continue with --resume"
-        ) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _is_write_failure(exc: RuntimeError) -> bool:
-    text = str(exc).lower()
-    return any(word in text for word in ("write", "space", "i/o", "disk", "quota", "serializ"))
-
-
-def find_folder(target: Path) -> Path | None:
-    """The complete folder for ``target`` (or its ``.old`` twin after an ill-timed kill), else None."""
-    for candidate in (Path(target), Path(target).with_name(Path(target).name + ".old")):
-        if (candidate / COMPLETE_MARKER).is_file():
-            return candidate
-    return None
 
 
 # ---- exact-resume checkpoint -------------------------------------------------------------------------------------
@@ -225,80 +163,11 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-# ---- metrics.jsonl -------------------------------------------------------------------------------------------------
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of ``metrics.jsonl``: each a JSON object whose ``step`` is an integer >= 0."""
-    if not path.is_file():
-        return []
-    rows = []
-    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5000-digit number, nested too deeply
-            raise RunFolderError(f"{path} line {n} is not JSON; the run folder is corrupt") from None
-        step = row.get("step") if isinstance(row, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise RunFolderError(
-                f"{path} line {n} is not a metrics row (a JSON object with an integer step); the run folder is corrupt"
-            )
-        bad = [k for k, v in row.items() if isinstance(v, list | dict) or (k in _NUMERIC and not _is_number(v))]
-        if bad:
-            raise RunFolderError(
-                f"{path} line {n}: {short_repr(bad[0], 40)} holds {short_repr(row[bad[0]], 40)}, not a number; "
-                "the run folder is corrupt"
-            )
-        rows.append(row)
-    return rows
-
-
-_NUMERIC = frozenset({"epoch", "train_loss", "wall_time", "train_examples_per_s"})  # plotted / compared as numbers
-
-
-def _is_number(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """``superpos_kernels.io.atomic_write`` with the umask's file mode (its temporary file is created 0600); a
-    failed write (disk full, read-only folder) leaves the previous file whole and says so in one line."""
-
-    def write_with_mode(tmp: str) -> None:
-        write(tmp)
-        follow_umask(Path(tmp))
-
-    try:
-        atomic_write(path, write_with_mode)
-    except OSError as exc:
-        raise RunFolderError(
-            f"cannot write {path}: {exc.strerror or exc}; the previous {path.name} (if any) is kept. Free space "
-            "(or fix the folder) and run the command again (a training run: with --resume)"
-        ) from exc
-
-
-def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "checked_state",
-    "find_folder",
     "load_checkpoint",
-    "read_metrics",
     "save_checkpoint",
     "set_rng_state",
-    "write_folder",
-    "write_json",
-    "write_metrics",
 ]

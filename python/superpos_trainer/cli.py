@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _adapter_folder(path: str) -> Path:
     folder = Path(path).expanduser()
     if (folder / "config.json").is_file() and (folder / "best").exists():
-        from .checkpoints import find_folder
+        from .run_folder import find_folder
 
         found = find_folder(folder / "best")
         if found is None:
@@ -212,7 +212,7 @@ def _saved_config(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
 
 
 def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, Any, Any]:
-    """``(config, task, method, encoder, device)`` for a saved adapter, flags overriding its saved settings."""
+    """``(config, task, method, encoder, eval settings)`` for a saved adapter, flags overriding its saved settings."""
     from .collate import Encoder
     from .methods import load_method
     from .models import load_model
@@ -224,52 +224,34 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     device = check_device(args.device)
     loaded = load_model(config.model, config.model_type, device)
     method = load_method(folder, loaded)
-    encoder = Encoder(
-        loaded.tokenizer,
-        loaded.is_encoder_decoder,
-        config.max_length,
-        method.num_prompt_tokens,
-        config.max_target_length,
-        loaded.max_positions,
-        config.max_new_tokens,
-    )
-    return config, task, method, encoder, device
+    encoder = Encoder.from_config(config, loaded, method.num_prompt_tokens)
+    return config, task, method, encoder, _inference_options(config, device, args.batch_size)
 
 
-def _inference_options(config: TrainConfig, device: Any) -> dict[str, Any]:
-    """The saved run's precision rule and rank score, with progress on stderr (issue 14)."""
-    from .precision import use_bf16
+def _inference_options(config: TrainConfig, device: Any, batch_size: int) -> Any:
+    """The saved run's evaluation settings (precision rule, eval mode, rank score), ``--batch-size`` and progress
+    on stderr (issue 14)."""
+    from .evaluate import EvalSettings
 
-    return {"bf16": use_bf16(config.bf16, device), "rank_score": config.rank_score, "progress": True}
+    return EvalSettings.from_config(config, device, batch_size=batch_size, progress=True)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import default_data_dir
     from .data import load_examples
-    from .evaluate import evaluate_examples
+    from .evaluate import evaluate
 
     if args.limit < 0:
         raise SuperposError(f"--limit must be >= 0 (0 = all), got {args.limit}")
-    config, task, method, encoder, device = _inference_setup(args)
+    config, task, method, encoder, settings = _inference_setup(args)
     data_dir = args.data_dir or config.data_dir or default_data_dir()
     examples = load_examples(task, args.split, data_dir, limit=args.limit or None, seed=config.seed)
     encoded = [encoder.encode_example(e) for e in examples]
-    metrics, _ = evaluate_examples(
-        method,
-        encoder,
-        task,
-        examples,
-        encoded,
-        config.eval_mode,
-        args.batch_size,
-        config.max_new_tokens,
-        device,
-        **_inference_options(config, device),
-    )
+    metrics, _ = evaluate(method, encoder, task, examples, encoded, settings)
     result = {"adapter": str(Path(args.adapter)), "task": task.name, "split": args.split, **metrics}
     print(json.dumps(result, indent=2, sort_keys=True))
     if args.output:
-        from .checkpoints import write_json
+        from .run_folder import write_json
 
         write_json(Path(args.output), result)
     return 0
@@ -337,19 +319,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .tasks import get_task
 
     sources = _predict_rows(args, get_task(_saved_config(args)[1].task))  # bad input fails before the model loads
-    config, task, method, encoder, device = _inference_setup(args)
+    _, task, method, encoder, settings = _inference_setup(args)
     encoded = [encoder.encode(s, task.label_words[0]) for s in sources]
-    texts = predict_texts(
-        method,
-        encoder,
-        encoded,
-        config.eval_mode,
-        task.label_words,
-        args.batch_size,
-        config.max_new_tokens,
-        device,
-        **_inference_options(config, device),
-    )
+    texts = predict_texts(method, encoder, encoded, task.label_words, settings)
     for source, text in zip(sources, texts, strict=True):
         label = task.parse_prediction(text)
         shown = text if label is not None else f"{text!r} (invalid: not a label of {task.name})"

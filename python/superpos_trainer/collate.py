@@ -71,7 +71,7 @@ class Encoder:
         self.tokenizer, self.seq2seq = tokenizer, is_encoder_decoder
         self.max_target_length = max_target_length
         if max_length == "auto":  # no training data here (inference): as long as the model allows
-            max_length = _length_cap(is_encoder_decoder, max_positions, max_new_tokens) or FALLBACK_LENGTH
+            max_length = length_cap(is_encoder_decoder, max_positions, max_new_tokens) or FALLBACK_LENGTH
         self.max_length = int(max_length)
         budget = max_length - num_prompt_tokens - (0 if is_encoder_decoder else max_target_length)
         if budget < 1:
@@ -90,6 +90,19 @@ class Encoder:
         if eos is None:
             raise ConfigError("the tokenizer has no EOS token; labels need one to end")
         self.eos = int(eos)
+
+    @classmethod
+    def from_config(cls, config: Any, loaded: Any, num_prompt_tokens: int) -> Encoder:
+        """The encoder of a run: lengths from ``config`` (a TrainConfig), tokenizer and layout from ``loaded``."""
+        return cls(
+            loaded.tokenizer,
+            is_encoder_decoder=loaded.is_encoder_decoder,
+            max_length=config.max_length,
+            num_prompt_tokens=num_prompt_tokens,
+            max_target_length=config.max_target_length,
+            max_positions=loaded.max_positions,
+            max_new_tokens=config.max_new_tokens,
+        )
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
@@ -158,7 +171,13 @@ class Encoder:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
 
-def _length_cap(seq2seq: bool, max_positions: int | None, max_new_tokens: int) -> int | None:
+def encode_split(encoder: Encoder, examples: Sequence[Any]) -> tuple[list[Any], list[Encoded]]:
+    """``(examples, their encodings)``: a split encoded once, when a trainer is built."""
+    examples = list(examples)
+    return examples, [encoder.encode_example(e) for e in examples]
+
+
+def length_cap(seq2seq: bool, max_positions: int | None, max_new_tokens: int) -> int | None:
     """Longest ``--max-length`` the model can take (causal: room left for the generated tokens); None: no limit."""
     if seq2seq or max_positions is None:
         return None
@@ -171,16 +190,15 @@ def auto_max_length(
     is_encoder_decoder: bool,
     num_prompt_tokens: int,
     max_target_length: int,
-    max_positions: int | None = None,
-    max_new_tokens: int = 0,
+    cap: int | None = None,
     coverage: float = AUTO_COVERAGE,
 ) -> int:
-    """The smallest ``--max-length`` that leaves at least ``coverage`` of ``sources`` uncut, within the model's cap.
+    """The smallest ``--max-length`` that leaves at least ``coverage`` of ``sources`` uncut, at most ``cap`` (the
+    model's limit, :func:`length_cap`; None: no limit).
 
     Counts what the Encoder puts in a row: the prompt, the source with its special tokens and (causal) the label
     budget ``max_target_length``.
     """
-    cap = _length_cap(is_encoder_decoder, max_positions, max_new_tokens)
     if not sources:
         return cap or FALLBACK_LENGTH
     lengths = sorted(len(ids) for ids in tokenizer(list(sources), add_special_tokens=True)["input_ids"])
@@ -265,8 +283,10 @@ __all__ = [
     "Encoded",
     "Encoder",
     "auto_max_length",
+    "encode_split",
     "epoch_batches",
     "label_rows",
+    "length_cap",
     "source_batch",
     "train_batch",
     "truncated_share",

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import SuperposError
 from .plots import plot_comparison
-from .run_files import RunFolder
+from .run_folder import RunFolder
 
 
 def summarize_run(run_dir: Path) -> dict[str, Any]:

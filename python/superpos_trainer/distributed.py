@@ -14,7 +14,8 @@ Semantics, chosen so that N processes train exactly the model one process trains
 * A global micro-batch with fewer rows than ranks (the last one of an epoch) leaves some ranks without rows; they
   still run one real row with weight 0 so DDP's gradient all-reduce sees every rank (no hang, no contribution).
 * Evaluation is sharded the same way and the predictions are gathered back into the original order, each example
-  exactly once (no padding duplicates, :func:`evaluate_sharded`); every rank computes the same metrics.
+  exactly once (no padding duplicates, :func:`gather_in_order`, called by ``evaluate.evaluate``); every rank
+  computes the same metrics.
 * Only rank 0 touches the run folder; what the others need from it (the resolved run folder, the checkpoint on
   resume) rank 0 reads and broadcasts (:func:`run_on_main`), so a multi-node run needs no shared file system.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .collate import IGNORE_INDEX, Encoded, Encoder
+from .collate import IGNORE_INDEX
 from .errors import ConfigError, SuperposError, short_repr
 
 T = TypeVar("T")
@@ -193,36 +193,7 @@ def gather_in_order(positions: Sequence[int], values: Sequence[Any], total: int)
     return out
 
 
-def evaluate_sharded(
-    method: Any,
-    encoder: Encoder,
-    task: Any,
-    examples: Sequence[Any],
-    encoded: Sequence[Encoded],
-    mode: str,
-    batch_size: int,
-    max_new_tokens: int,
-    device: torch.device,
-    bf16: bool = False,
-    **options: Any,
-) -> tuple[dict[str, float], list[str]]:
-    """:func:`superpos_trainer.evaluate.evaluate_examples` with the examples split over the ranks (same result)."""
-    from .evaluate import predict_texts, score_texts
-
-    start = time.perf_counter()
-    mine = shard(range(len(encoded)), rank(), world_size())
-    texts: list[str] = []
-    if mine:
-        subset = [encoded[i] for i in mine]
-        texts = predict_texts(
-            method, encoder, subset, mode, task.label_words, batch_size, max_new_tokens, device, bf16, **options
-        )
-    all_texts = gather_in_order(mine, texts, len(encoded))
-    return score_texts(task, examples, all_texts, start), all_texts
-
-
 __all__ = [
-    "evaluate_sharded",
     "gather_in_order",
     "global_mean_loss",
     "is_main",

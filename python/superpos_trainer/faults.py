@@ -4,7 +4,8 @@ counted in this process) it reaches ``<point>``. Unset (always, outside the faul
 Points: ``write:<folder>`` (a run-folder write, e.g. ``write:checkpoint``: its files are in the temporary folder,
 the COMPLETE marker and the swap are not done yet), ``swap:<folder>`` (between the two renames of the swap: the old
 folder is already ``<folder>.old``, the new one not yet in place), ``eval`` (an evaluation has computed its
-metrics; nothing of it is written yet). A SIGKILL is a real crash: no cleanup, no atexit, nothing flushed.
+metrics; nothing of it is written yet), ``step:<N>`` (optimizer step N is done, nothing after it is: ``step:5:1``
+kills right after step 5). A SIGKILL is a real crash: no cleanup, no atexit, nothing flushed.
 """
 
 from __future__ import annotations

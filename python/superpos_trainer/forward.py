@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,11 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if enabled and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def decoder_start_fn(model: Any) -> Any:
+    """``labels -> decoder_input_ids`` (shift right) for seq2seq models."""
+    return lambda labels: model.prepare_decoder_input_ids_from_labels(labels=labels)
 
 
 def position_ids_from_mask(mask: Tensor) -> Tensor:
@@ -81,6 +87,7 @@ def label_token_logprobs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor
 
 __all__ = [
     "autocast",
+    "decoder_start_fn",
     "keep_last_logits",
     "label_logits",
     "label_loss",

@@ -28,7 +28,7 @@ def _kept(run_dir: Path | None) -> str:
 
 
 def _complete(folder: Path) -> bool:
-    # checkpoints.find_folder's rule, inlined: guard must not import the writer (it runs inside the training step).
+    # run_folder.find_folder's rule, inlined: guard must not import the writer (it runs inside the training step).
     return any((f / "COMPLETE").is_file() for f in (folder, folder.with_name(folder.name + ".old")))
 
 

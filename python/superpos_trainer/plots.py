@@ -12,7 +12,7 @@ from typing import Any
 
 from superpos_kernels.io import atomic_write
 
-from .run_files import RunFolder
+from .run_folder import RunFolder
 
 
 def _pyplot() -> Any:
@@ -58,6 +58,43 @@ def learning_curve_series(rows: Sequence[dict[str, Any]], metric: str) -> dict[s
     return series
 
 
+def _draw_metric(ax: Any, series: dict[str, list[Any]], metric: str, label_points: bool) -> None:
+    """The top panel: each evaluation's metric (best ones starred) and, where any, the invalid share."""
+    if series["metric"]:
+        ax.plot(*zip(*series["metric"], strict=True), "o-", color="tab:blue", ms=7, label=f"validation {metric}")
+        if label_points:
+            for step, value in series["metric"]:
+                ax.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 7), ha="center")
+    if series["best"]:
+        ax.plot(*zip(*series["best"], strict=True), "*", color="gold", mec="black", ms=14, label="best")
+    show_invalid = any(v > 0 for _, v in series["invalid"])
+    if show_invalid:
+        ax.plot(*zip(*series["invalid"], strict=True), "x:", color="tab:red", ms=7, label="invalid share")
+    if not series["metric"]:
+        ax.text(0.5, 0.5, f"no valid {metric} measured", transform=ax.transAxes, ha="center", va="center")
+    shown = [v for _, v in series["metric"]] + [v for _, v in series["invalid"] if show_invalid]
+    if shown and all(0.0 <= v <= 1.0 for v in shown):
+        ax.set_ylim(-0.05, 1.12)  # a fixed 0..1 scale: one point (or a flat curve) is not blown up to fill the axis
+    ax.set_ylabel(f"{metric} / invalid share" if show_invalid else metric)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+
+def _draw_loss(ax: Any, series: dict[str, list[Any]], label_points: bool, last_step: int) -> None:
+    """The bottom panel: the mean train loss of each evaluation interval, as a flat segment over its steps."""
+    for first, last, loss in series["loss"]:
+        ax.hlines(loss, first, last, color="tab:orange", lw=2)
+        ax.plot([last], [loss], "s", color="tab:orange", ms=6)
+        if label_points:
+            ax.annotate(f"{loss:.3f}", (last, loss), textcoords="offset points", xytext=(0, 7), ha="center")
+    if not series["loss"]:
+        ax.text(0.5, 0.5, "no train loss recorded", transform=ax.transAxes, ha="center", va="center")
+    ax.set_ylabel("train loss\n(mean per interval)")
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3)
+    ax.set_xlim(-0.03 * max(last_step, 1), 1.06 * max(last_step, 1))
+
+
 def plot_learning_curve(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     """``<run>/learning_curve.png``: every evaluation's validation metric (and invalid share) above the mean train
     loss of each evaluation interval. Points are marked and labelled, so a run with one evaluation is readable."""
@@ -70,36 +107,8 @@ def plot_learning_curve(run_dir: str | Path, out: str | Path | None = None) -> P
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, height_ratios=(3, 2))
     label_points = len(rows) <= 12  # values as text while that stays legible
-    if series["metric"]:
-        top.plot(*zip(*series["metric"], strict=True), "o-", color="tab:blue", ms=7, label=f"validation {metric}")
-        if label_points:
-            for step, value in series["metric"]:
-                top.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 7), ha="center")
-    if series["best"]:
-        top.plot(*zip(*series["best"], strict=True), "*", color="gold", mec="black", ms=14, label="best")
-    show_invalid = any(v > 0 for _, v in series["invalid"])
-    if show_invalid:
-        top.plot(*zip(*series["invalid"], strict=True), "x:", color="tab:red", ms=7, label="invalid share")
-    if not series["metric"]:
-        top.text(0.5, 0.5, f"no valid {metric} measured", transform=top.transAxes, ha="center", va="center")
-    shown = [v for _, v in series["metric"]] + [v for _, v in series["invalid"] if show_invalid]
-    if shown and all(0.0 <= v <= 1.0 for v in shown):
-        top.set_ylim(-0.05, 1.12)  # a fixed 0..1 scale: one point (or a flat curve) is not blown up to fill the axis
-    top.set_ylabel(f"{metric} / invalid share" if show_invalid else metric)
-    top.grid(alpha=0.3)
-    top.legend(loc="best", fontsize=8)
-    for first, last, loss in series["loss"]:
-        bottom.hlines(loss, first, last, color="tab:orange", lw=2)
-        bottom.plot([last], [loss], "s", color="tab:orange", ms=6)
-        if label_points:
-            bottom.annotate(f"{loss:.3f}", (last, loss), textcoords="offset points", xytext=(0, 7), ha="center")
-    if not series["loss"]:
-        bottom.text(0.5, 0.5, "no train loss recorded", transform=bottom.transAxes, ha="center", va="center")
-    bottom.set_ylabel("train loss\n(mean per interval)")
-    bottom.set_xlabel("optimizer step")
-    bottom.grid(alpha=0.3)
-    last_step = max(int(r.get("step", 0)) for r in rows)
-    bottom.set_xlim(-0.03 * max(last_step, 1), 1.06 * max(last_step, 1))
+    _draw_metric(top, series, metric, label_points)
+    _draw_loss(bottom, series, label_points, max(int(r.get("step", 0)) for r in rows))
     top.set_title(f"{folder.name} ({len(rows)} evaluation{'s' if len(rows) != 1 else ''})", fontsize=9)
     out = Path(out) if out is not None else folder.learning_curve_path
     _save(fig, out)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from . import checkpoints as ckpt
 from . import distributed, run_folder
 from .config import TrainConfig, config_differences, default_data_dir
 from .errors import ConfigError, RunFolderError
@@ -37,7 +36,7 @@ def setup_logging(run_dir: Path | None = None, verbose: bool = True) -> None:
         stream._superpos = True  # type: ignore[attr-defined]
         root.addHandler(stream)
     if run_dir is not None:
-        file = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        file = logging.FileHandler(run_folder.RunFolder(run_dir).log_path, encoding="utf-8")
         file.setFormatter(fmt)
         file._superpos = True  # type: ignore[attr-defined]
         root.addHandler(file)
@@ -59,8 +58,8 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder
     For --resume the folder must hold a run started with the same options; otherwise it must be new, empty, or an
     unfinished start (run_folder.py). The lock is held until the run ends; temporaries of killed writes are swept.
     """
-    run_dir = Path(config.output_dir).expanduser()
-    saved_path = run_dir / "config.json"
+    folder = run_folder.RunFolder(config.output_dir)
+    run_dir, saved_path = folder.path, folder.config_path
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"output folder {run_dir} exists and is not an empty folder; choose another --output-dir")
     if resume and not saved_path.is_file():
@@ -68,7 +67,7 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> tuple[Path, run_folder
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = run_folder.RunLock(run_dir).acquire()
+        lock = folder.lock()
     except OSError as exc:
         raise RunFolderError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
     try:
@@ -97,7 +96,7 @@ def saved_run_options(run_dir: Path) -> dict[str, Any]:
     Read through :func:`config_from_dict`: each value type-checked, options the run predates at the value it ran
     with (or today's default). ``output_dir`` is the folder itself and stays the caller's.
     """
-    path = run_dir.expanduser() / "config.json"
+    path = run_folder.RunFolder(run_dir).config_path
     if not path.is_file():
         return {}
     from .config import config_from_dict, read_json_file
@@ -123,15 +122,12 @@ def _check_saved_config(saved_path: Path, config: TrainConfig) -> None:
 
 def write_run_config(run_dir: Path, config: TrainConfig) -> None:
     """config.json: from now on the folder holds a run (written once the model and method are built)."""
-    try:
-        ckpt.write_json(run_dir / "config.json", config.to_dict())
-    except OSError as exc:
-        raise RunFolderError(f"cannot write to output folder {run_dir}: {exc.strerror or exc}") from None
+    run_folder.RunFolder(run_dir, main=True).write_config(config.to_dict())  # called on rank 0 only
 
 
 def _undo_failed_start(run_dir: Path, created: bool) -> None:
     """A start that failed before config.json leaves nothing behind that would block the corrected command."""
-    for name in ("train.log", run_folder.LOCK_NAME):
+    for name in (run_folder.LOG_FILE, run_folder.LOCK_NAME):
         (run_dir / name).unlink(missing_ok=True)
     run_folder.sweep_temporaries(run_dir)
     if created and not any(run_dir.iterdir()):
@@ -188,9 +184,9 @@ def run_training(config: TrainConfig, resume: bool = False, verbose: bool = True
     run_dir = distributed.run_on_main(prepare)
     started = resume  # a resumed run has its config.json; a new one gets it once the model and method are built
     try:
-        return _train(config, resume, verbose, task, train, evaluation, holdout, device, run_dir)
+        return _train(config, resume, verbose, (task, train, evaluation, holdout), device, run_dir)
     except BaseException:
-        started = started or (run_dir / "config.json").exists()
+        started = started or run_folder.RunFolder(run_dir).config_path.exists()
         if main and held and not started:
             _close_log_file()
             _undo_failed_start(run_dir, held[0][1])
@@ -212,18 +208,16 @@ def _train(
     config: TrainConfig,
     resume: bool,
     verbose: bool,
-    task: Any,
-    train: list[Any],
-    evaluation: list[Any],
-    holdout: list[Any],
+    data: tuple[Any, list[Any], list[Any], list[Any]],
     device: Any,
     run_dir: Path,
 ) -> dict[str, Any]:
-    from .methods import build_method
+    """The run proper, once its folder is locked: ``data`` is :func:`load_task_data`'s (task, train, eval, holdout)."""
     from .models import load_model
     from .plots import plot_learning_curve
     from .train import Trainer
 
+    task, train, evaluation, holdout = data
     main = distributed.is_main()
     setup_logging(run_dir if main else None, verbose and main)
     device = distributed.local_device(device)
@@ -242,31 +236,22 @@ def _train(
             flush=True,
         )
     loaded = load_model(config.model, config.model_type, device)
-    method = build_method(
-        config.method,
-        loaded,
-        config.num_prompt_tokens,
-        config.num_sampled_tokens,
-        config.residual_hidden,
-        config.seed,
-        config.w_init,
-    )
-    trainable, total = method.count_parameters()
+    trainer = Trainer.from_config(config, task, (train, evaluation, holdout), loaded, run_dir=run_dir, device=device)
+    trainable, total = trainer.method.count_parameters()
     log.info(
         "trainable params: %s || all params: %s || trainable%%: %.4f",
         f"{trainable:,d}",
         f"{total:,d}",
         100 * trainable / total,
     )
-    trainer = Trainer(config, method, task, train, evaluation, run_dir, device, holdout)
     if not resume:  # a resumed run keeps its config.json (same options; a refused checkpoint changes nothing)
         distributed.run_on_main(lambda: write_run_config(run_dir, config))
     log.info("%d optimizer steps planned", trainer.total_steps())
     results = trainer.fit(resume=resume)
     if main:
-        plot_learning_curve(run_dir)
-        if (run_dir / "learning_curve.png").exists():
-            run_folder.follow_umask(run_dir / "learning_curve.png")  # written through a 0600 temporary file
+        curve = plot_learning_curve(run_dir)
+        if curve is not None and curve.exists():
+            run_folder.follow_umask(curve)  # written through a 0600 temporary file
         _print_summary(results, run_dir)
     return results
 
