@@ -22,6 +22,7 @@ from e2e_models import build_backbone, build_tokenizer, separate_copy
 from e2e_providers import PeftProvider, make_trainer
 from e2e_settings import E2ESettings, environment
 from e2e_timing import flat, interleaved, round_ratios, summary, target
+from superpos_trainer.methods import METHODS as METHOD_REGISTRY
 
 
 def _load_average() -> list[float] | None:
@@ -48,8 +49,8 @@ def _fixed_encoded(tokenizer: Any, rows: int, length: int, seed: int) -> list[An
 def _our_trainers(loaded: Any, s: E2ESettings, methods: Sequence[str], dummy: list[Any]) -> dict[str, Any]:
     trainers = {}
     for method in methods:
-        # Full fine-tuning makes the backbone trainable: it gets its own copy so the others stay frozen.
-        base = separate_copy(loaded) if method == "full" else loaded
+        # A method that trains the backbone (full fine-tuning) gets its own copy so the others stay frozen.
+        base = separate_copy(loaded) if METHOD_REGISTRY[method].trains_backbone else loaded
         max_length = s.seq_len + s.num_prompt_tokens
         trainers[f"ours-{method}"] = make_trainer(base, method, s, max_length, s.eval_batch_size, (dummy, dummy))
     return trainers

@@ -96,7 +96,9 @@ class SuperPosPrompt(nn.Module):
     prompt tokens that all start from the same ``m`` rows. The paper leaves this choice open.
     """
 
-    def __init__(
+    # The public constructor names every choice of the method (PEFT's configs do the same with a dataclass:
+    # SuperPosConfig is that dataclass for get_superpos_model); everything after `embedding` has a default.
+    def __init__(  # noqa: PLR0913
         self,
         embedding: Any,
         num_prompt_tokens: int = 10,

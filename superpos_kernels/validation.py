@@ -105,6 +105,15 @@ def check_attention_mask(attention_mask: object, input_ids: Tensor) -> Tensor | 
     return mask
 
 
+def _check_prompt_ranks(weight: Tensor, w: Tensor, E: Tensor) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"weight (the embedding table) must have shape [vocab, dim], got shape {tuple(weight.shape)}")
+    if w.dim() != 2:
+        raise ValueError(f"w must have shape [num_prompt_tokens, num_sampled_tokens], got shape {tuple(w.shape)}")
+    if E.dim() != 3:
+        raise ValueError(f"E must have shape [num_prompt_tokens, num_sampled_tokens, dim], got shape {tuple(E.shape)}")
+
+
 def check_prompt_params(weight: object, w: object, E: object) -> tuple[Tensor, Tensor, Tensor]:
     """``weight [V, d]``, ``w [n, m]``, ``E [n, m, d]``: matching sizes, one floating dtype, one device."""
     weight = _require_tensor("weight", weight)
@@ -113,12 +122,7 @@ def check_prompt_params(weight: object, w: object, E: object) -> tuple[Tensor, T
     for name, t in (("weight", weight), ("w", w), ("E", E)):
         if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} must be a floating tensor (float32, float64, float16, bfloat16), got {t.dtype}")
-    if weight.dim() != 2:
-        raise ValueError(f"weight (the embedding table) must have shape [vocab, dim], got shape {tuple(weight.shape)}")
-    if w.dim() != 2:
-        raise ValueError(f"w must have shape [num_prompt_tokens, num_sampled_tokens], got shape {tuple(w.shape)}")
-    if E.dim() != 3:
-        raise ValueError(f"E must have shape [num_prompt_tokens, num_sampled_tokens, dim], got shape {tuple(E.shape)}")
+    _check_prompt_ranks(weight, w, E)
     if E.shape[:2] != w.shape:
         raise ValueError(
             f"E {tuple(E.shape)} and w {tuple(w.shape)} disagree on [num_prompt_tokens, num_sampled_tokens]"

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .collate import IGNORE_INDEX
-from .errors import ConfigError, SuperposError, short_repr
+from .errors import ConfigError, SuperposError, short_repr, user_error
 
 T = TypeVar("T")
 
@@ -163,13 +163,14 @@ def run_on_main(fn: Callable[[], T]) -> T:
             payload[0] = ("ok", _to_cpu(fn()))
         except Exception as exc:  # every rank must learn of it, or the others wait forever
             error = exc
-            payload[0] = ("error", isinstance(exc, ValueError | OSError), " ".join(str(exc).split()))
+            line = user_error(exc)  # the same rule as the CLI: a user error stays one line, a bug stays a bug
+            payload[0] = ("error", line is not None, line if line is not None else " ".join(str(exc).split()))
     dist.broadcast_object_list(payload, src=0)
     if error is not None:
         raise error
     if payload[0][0] == "error":
-        _, user_error, message = payload[0]
-        raise (SuperposError if user_error else RuntimeError)(f"(rank 0 failed) {message}")
+        _, is_user_error, message = payload[0]
+        raise (SuperposError if is_user_error else RuntimeError)(f"(rank 0 failed) {message}")
     return payload[0][1]
 
 

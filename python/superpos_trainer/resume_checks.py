@@ -84,6 +84,18 @@ def _check_optimizer(saved: dict[str, Any], optimizer: torch.optim.Optimizer, fo
     current = optimizer.state_dict()["param_groups"]
     if len(groups) != len(current):
         raise RunFolderError(f"{where}: the optimizer has {len(groups)} parameter group(s), this run {len(current)}")
+    params = _check_groups(groups, current, optimizer, where)
+    for index, entries in saved["state"].items():
+        if index not in params:
+            raise RunFolderError(f"{where}: optimizer state for tensor {index}, which this run does not have")
+        _check_state_entries(index, entries, list(params[index].shape), where)
+    return {"state": saved["state"], "param_groups": current}
+
+
+def _check_groups(
+    groups: list[dict[str, Any]], current: list[dict[str, Any]], optimizer: torch.optim.Optimizer, where: Any
+) -> dict[int, torch.Tensor]:
+    """Each saved group holds this run's tensors with this run's hyperparameters; returns index -> tensor."""
     params: dict[int, torch.Tensor] = {}
     for i, (old, new, live) in enumerate(zip(groups, current, optimizer.param_groups, strict=True)):
         if old["params"] != new["params"]:
@@ -95,22 +107,22 @@ def _check_optimizer(saved: dict[str, Any], optimizer: torch.optim.Optimizer, fo
                     f"{short_repr(new[key])}; the checkpoint is another run's"
                 )
         params.update(zip(new["params"], live["params"], strict=True))
-    for index, entries in saved["state"].items():
-        if index not in params:
-            raise RunFolderError(f"{where}: optimizer state for tensor {index}, which this run does not have")
-        missing = sorted(ADAM_STATE - set(entries))
-        if missing:
-            raise RunFolderError(f"{where}: optimizer state {index} lacks {', '.join(missing)}")
-        for name, value in entries.items():
-            shape = list(params[index].shape)
-            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-                raise RunFolderError(f"{where}: optimizer state {index}.{name} must be a float tensor")
-            if value.dim() > 0 and list(value.shape) != shape:
-                raise RunFolderError(
-                    f"{where}: optimizer state {index}.{name} has shape {list(value.shape)}, the tensor it "
-                    f"belongs to {shape}"
-                )
-    return {"state": saved["state"], "param_groups": current}
+    return params
+
+
+def _check_state_entries(index: int, entries: dict[str, Any], shape: list[int], where: Any) -> None:
+    """One tensor's Adam state: every entry present, float tensors, each of the tensor's shape (or a scalar)."""
+    missing = sorted(ADAM_STATE - set(entries))
+    if missing:
+        raise RunFolderError(f"{where}: optimizer state {index} lacks {', '.join(missing)}")
+    for name, value in entries.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise RunFolderError(f"{where}: optimizer state {index}.{name} must be a float tensor")
+        if value.dim() > 0 and list(value.shape) != shape:
+            raise RunFolderError(
+                f"{where}: optimizer state {index}.{name} has shape {list(value.shape)}, the tensor it "
+                f"belongs to {shape}"
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -124,18 +124,25 @@ def decode(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(optimizer state_dict, rng state)`` from :func:`encode` output; :class:`StateFormatError` if malformed."""
     opt = _field(data, "optimizer", dict, "state")
-    groups_raw = _field(opt, "param_groups", list, "optimizer")
-    groups = []
-    for i, group in enumerate(groups_raw):
-        if not isinstance(group, dict):
-            raise StateFormatError(f"optimizer.param_groups[{i}] must be a JSON object")
-        params = _field(group, "params", list, f"optimizer.param_groups[{i}]")
-        if not all(isinstance(p, int) and not isinstance(p, bool) for p in params):
-            raise StateFormatError(f"optimizer.param_groups[{i}].params must be a list of integers")
-        restored = {k: _unscalar(v, f"optimizer.param_groups[{i}].{k}") for k, v in group.items()}
-        if isinstance(restored.get("betas"), list):
-            restored["betas"] = tuple(restored["betas"])  # what the optimizer itself stores
-        groups.append(restored)
+    groups = [_decode_group(i, g) for i, g in enumerate(_field(opt, "param_groups", list, "optimizer"))]
+    state = _decode_optimizer_state(tensors, opt)
+    return {"state": state, "param_groups": groups}, _decode_rng(tensors, data, tensor_file)
+
+
+def _decode_group(i: int, group: Any) -> dict[str, Any]:
+    if not isinstance(group, dict):
+        raise StateFormatError(f"optimizer.param_groups[{i}] must be a JSON object")
+    params = _field(group, "params", list, f"optimizer.param_groups[{i}]")
+    if not all(isinstance(p, int) and not isinstance(p, bool) for p in params):
+        raise StateFormatError(f"optimizer.param_groups[{i}].params must be a list of integers")
+    restored = {k: _unscalar(v, f"optimizer.param_groups[{i}].{k}") for k, v in group.items()}
+    if isinstance(restored.get("betas"), list):
+        restored["betas"] = tuple(restored["betas"])  # what the optimizer itself stores
+    return restored
+
+
+def _decode_optimizer_state(tensors: dict[str, Tensor], opt: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Per-tensor state: the scalars from the JSON, the tensors from ``optimizer.<index>.<field>``."""
     state: dict[int, dict[str, Any]] = {}
     for key, scalars in _field(opt, "state", dict, "optimizer").items():
         if not key.isdigit() or not isinstance(scalars, dict):
@@ -147,6 +154,10 @@ def decode(
             if not index.isdigit():
                 raise StateFormatError(f"the tensor {name!r} has no parameter index")
             state.setdefault(int(index), {})[field] = value
+    return state
+
+
+def _decode_rng(tensors: dict[str, Tensor], data: Any, tensor_file: str) -> dict[str, Any]:
     rng_data = _field(data, "rng", dict, "state")
     py = _field(rng_data, "python", dict, "rng")
     npy = _field(rng_data, "numpy", dict, "rng")
@@ -172,7 +183,7 @@ def decode(
     cuda = _field(rng_data, "cuda_devices", int, "rng")
     if cuda:
         rng["cuda"] = [_tensor(tensors, f"rng.cuda.{i}", torch.uint8, tensor_file) for i in range(cuda)]
-    return {"state": state, "param_groups": groups}, rng
+    return rng
 
 
 # ---- global RNG states ---------------------------------------------------------------------------------------------

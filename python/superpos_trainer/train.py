@@ -58,7 +58,7 @@ class LossModule(nn.Module):
     def __init__(self, method: Method) -> None:
         super().__init__()
         self.method = method
-        if method.name == "full":  # full fine-tuning trains the backbone itself: register it for DDP
+        if method.trains_backbone:  # full fine-tuning trains the backbone itself: register it for DDP
             self.backbone = method.loaded.model
 
     def forward(self, batch: Batch) -> Tensor:
