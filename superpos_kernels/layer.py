@@ -75,6 +75,31 @@ def sample_token_ids(
     return candidates[order].tolist()
 
 
+def _device_memory_bytes(device: torch.device) -> int | None:
+    """The memory of the device the parameters go to (None where it cannot be read)."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        if device.type == "cpu":
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        pass
+    return None
+
+
+def _check_fits_in_memory(n: int, m: int, table: Tensor) -> None:
+    """Refuse before allocating: ``E`` holds ``n * m * d`` values, and one typo in ``n`` or ``m`` must be an error
+    naming them, not an allocator failure (or the OOM killer) after the memory is gone."""
+    needed = n * m * table.shape[1] * table.element_size()
+    available = _device_memory_bytes(table.device)
+    if available is not None and needed > available:
+        raise SuperPosInputError(
+            f"num_prompt_tokens={n} x num_sampled_tokens={m} x dim={table.shape[1]} needs {needed / 2**30:.1f} GiB "
+            f"for E alone, more than the {available / 2**30:.1f} GiB of {table.device}; lower num_prompt_tokens or "
+            "num_sampled_tokens"
+        )
+
+
 class SuperPosPrompt(nn.Module):
     """A SuperPos soft prompt for a frozen model.
 
@@ -117,6 +142,7 @@ class SuperPosPrompt(nn.Module):
         m = check_positive_int("num_sampled_tokens", num_sampled_tokens)
         table = embedding.weight
         num_rows, dim = table.shape
+        _check_fits_in_memory(n, m, table)
         vocab_size = num_rows if vocab_size is None else check_positive_int("vocab_size", vocab_size)
         if vocab_size > num_rows:
             raise SuperPosInputError(f"vocab_size={vocab_size} exceeds the embedding table's {num_rows} rows")

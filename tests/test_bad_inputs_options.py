@@ -58,6 +58,10 @@ flag_weight_decay_inf = _flag_case("--weight-decay", "inf", "--weight-decay must
 flag_holdout_nan = _flag_case("--holdout-fraction", "nan", "--holdout-fraction must be a finite number in [0, 1)")
 flag_empty_model = _flag_case("--model", "", "--model must be a non-empty text")
 flag_max_length_huge = _flag_case("--max-length", str(10**30), "--max-length must be a positive integer (at most")
+# A typo that asks for a prompt larger than the machine: refused by its size before anything is allocated.
+flag_prompt_beyond_memory = _flag_case(
+    "--num-prompt-tokens", "1000000000", "--max-length", "auto", "num_prompt_tokens=1000000000 x"
+)
 flag_max_steps_huge = _flag_case("--max-steps", str(2**31), "--max-steps must be an integer in [0, 2147483647]")
 
 
@@ -184,6 +188,7 @@ predict_text_surrogate = _predict_case(None, "--text", "lone surrogate", extra=(
 _CASE_NAMES = """
 flag_epochs_1e400 flag_seed_5001_digits flag_seed_overflow flag_seed_negative flag_lr_inf flag_weight_decay_nan
 flag_weight_decay_inf flag_holdout_nan flag_empty_model flag_max_length_huge flag_max_steps_huge
+flag_prompt_beyond_memory
 config_yaml_epochs_inf config_json_epochs_1e400 config_yaml_epochs_1e400 config_json_epochs_huge_int
 config_yaml_weight_decay_nan config_json_seed_overflow config_bad_utf8 config_json_deep config_yaml_deep
 config_lone_surrogate config_not_a_mapping config_number_key config_list_for_text config_too_big config_cr_only

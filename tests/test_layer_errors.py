@@ -109,3 +109,11 @@ def test_not_an_embedding():
 def test_non_finite_embed_scale_is_refused(scale):
     with pytest.raises(ValueError, match=r"embed_scale must be a finite number"):
         SuperPosPrompt(nn.Embedding(50, 8), num_prompt_tokens=2, num_sampled_tokens=4, embed_scale=scale)
+
+
+def test_a_prompt_larger_than_the_memory_is_refused_before_allocation():
+    # 10^9 prompt tokens x 4 rows x 8 floats = 128 GB for E: refused by its size, before any allocation.
+    from superpos_kernels import SuperPosInputError
+
+    with pytest.raises(SuperPosInputError, match=r"num_prompt_tokens=1000000000 x num_sampled_tokens=4 x dim=8 needs"):
+        SuperPosPrompt(nn.Embedding(50, 8), num_prompt_tokens=10**9, num_sampled_tokens=4, seed=0)
