@@ -27,7 +27,10 @@ TIMING_KEYS = {"wall_time", "eval_seconds", "eval_examples_per_s", "train_exampl
 def _args(model: Path, data: Path, out: Path) -> list[str]:
     fixed = "--task sst2 --epochs 2 --batch-size 5 --train-limit 11 --eval-limit 7 --eval-mode rank --lr 0.05"
     fixed += " --num-prompt-tokens 4 --num-sampled-tokens 16 --max-length 64 --save-steps 2 --eval-steps 2"
-    fixed += " --no-progress"
+    # The model's own attention: under CPU bf16, eager attention's bf16 matmuls round differently for the shards'
+    # batch shapes than for the whole batch (last/E then differs by more than 1e-5 between 1 and 2 processes, seen
+    # here), which says nothing about DDP; this test is about DDP.
+    fixed += " --no-progress --attention model"
     return ["train", "--model", str(model), "--data-dir", str(data), "--output-dir", str(out), *fixed.split()]
 
 

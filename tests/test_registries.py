@@ -163,6 +163,7 @@ def test_registry_is_the_one_method_list(monkeypatch):
         "residual": (0.3, 1e-5),
         "full": (1e-5, 0.0),
     }
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # e2e.py imports its sibling modules (e2e_settings, ...)
     spec = importlib.util.spec_from_file_location("bench_e2e_registry", REPO / "bench" / "e2e.py")
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up

@@ -150,6 +150,12 @@ class TrainConfig:
         "AMX, off elsewhere",
         ("auto", "on", "off"),
     )
+    attention: str = _opt(
+        "auto",
+        "attention kernel: auto = eager attention under CPU bf16 (SDPA's bf16 CPU backward is slow), else the "
+        "model's own; model = always the model's own",
+        ("auto", "model"),
+    )
     save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
     output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
     progress: bool = _opt(True, "show a progress bar", flag=True)
@@ -398,8 +404,9 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
 
 
 # What a config saved before an option existed ran with, where that differs from today's default: an old run
-# resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score.
-LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum"}
+# resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score;
+# attention was the model's own before --attention.
+LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum", "attention": "model"}
 
 
 def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:
@@ -423,7 +430,9 @@ def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:
 
 
 def option_defaults() -> dict[str, Any]:
-    return TrainConfig().to_dict()
+    """What a saved record (config.json, a checkpoint's fingerprint) that lacks an option ran with: the option's
+    value from before it existed (:data:`LEGACY_VALUES`), else today's default."""
+    return {**TrainConfig().to_dict(), **LEGACY_VALUES}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -433,7 +442,6 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     """
     defaults = option_defaults()
     diffs = []
-    saved = {**LEGACY_VALUES, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_FREE_KEYS:
             continue

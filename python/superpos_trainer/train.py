@@ -87,7 +87,8 @@ class Trainer:
         progress = config.progress and distributed.is_main()
         self.eval_settings = EvalSettings.from_config(config, self.device, progress=progress)
         self.bf16 = self.eval_settings.bf16
-        prefer_fast_attention(self.loaded.model, self.bf16, self.device)
+        if config.attention == "auto":
+            prefer_fast_attention(self.loaded.model, self.bf16, self.device)
         self.encoder = Encoder.from_config(config, self.loaded, method.num_prompt_tokens)
         self.train_examples, self.train_encoded = encode_split(self.encoder, train)
         self.eval_examples, self.eval_encoded = encode_split(self.encoder, validation)
