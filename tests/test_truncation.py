@@ -98,25 +98,42 @@ def _run(tmp_path, model, **overrides):
     task = get_task("rte")
     train = [_rte(premise=" ".join(WORDS[: 3 + i]), label=i % 2) for i in range(12)]
     evaluation = [_rte(label=i % 2) for i in range(4)]  # all longer than any training example
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run").mkdir(parents=True)
     trainer = Trainer.from_config(config, task, (train, evaluation), method=method, run_dir=tmp_path / "run")
     return trainer, trainer.fit()
 
 
-def test_results_record_truncated_shares_and_warn(tmp_path, tiny_llama, caplog):  # noqa: F811
+def test_auto_length_covers_each_split_not_only_training(tmp_path, tiny_llama, caplog):  # noqa: F811
     caplog.set_level(logging.WARNING, logger="superpos_trainer")
     trainer, results = _run(tmp_path, tiny_llama, task="rte", max_length="auto")
-    assert trainer.config.max_length == auto_max_length(
-        trainer.loaded.tokenizer, [e.source for e in trainer.train_examples], False, 4, 8, 256 - 5
+    tokenizer = trainer.loaded.tokenizer
+
+    def auto(examples):
+        return auto_max_length(tokenizer, [e.source for e in examples], False, 4, 8, 256 - 5)
+
+    # The validation premises are longer than any training one: the length fitted to training alone would cut them.
+    assert auto(trainer.eval_examples) > auto(trainer.train_examples)
+    assert trainer.config.max_length == auto(trainer.eval_examples)
+    assert results["truncated"] == {"train": 0.0, "validation": 0.0}
+    assert "truncated" not in caplog.text
+    saved = json.loads((tmp_path / "run" / "best" / "trainer_config.json").read_text())
+    assert saved["max_length"] == trainer.config.max_length  # evaluate/predict reuse the resolved length
+
+
+def test_results_record_truncated_shares_and_warn(tmp_path, tiny_llama, caplog):  # noqa: F811
+    caplog.set_level(logging.WARNING, logger="superpos_trainer")
+    probe, _ = _run(tmp_path / "probe", tiny_llama, task="rte", max_length=200)
+    fits_training = auto_max_length(
+        probe.loaded.tokenizer, [e.source for e in probe.train_examples], False, 4, 8, 256 - 5
     )
+    caplog.clear()
+    _, results = _run(tmp_path, tiny_llama, task="rte", max_length=fits_training)
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["truncated"] == results["truncated"]
     assert results["truncated"]["train"] <= 0.01
-    assert results["truncated"]["validation"] == 1.0  # the validation premises are longer than any training one
+    assert results["truncated"]["validation"] == 1.0  # every validation premise is longer than this length allows
     assert "100.0% of the validation inputs are truncated" in caplog.text
     assert "train inputs" not in caplog.text
-    saved = json.loads((tmp_path / "run" / "best" / "trainer_config.json").read_text())
-    assert saved["max_length"] == trainer.config.max_length  # evaluate/predict reuse the resolved length
 
 
 def test_no_warning_when_nothing_is_cut(tmp_path, tiny_llama, caplog):  # noqa: F811

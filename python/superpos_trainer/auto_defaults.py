@@ -192,20 +192,30 @@ def auto_lr(method: Any, config: TrainConfig) -> float:
     return matching_lr(method, target)
 
 
-def resolve(config: TrainConfig, method: Any, train_examples: Sequence[Any]) -> TrainConfig:
-    """The config with ``auto`` values replaced by numbers (what the adapters' trainer_config.json records)."""
+def resolve(config: TrainConfig, method: Any, splits: Sequence[Sequence[Any]]) -> TrainConfig:
+    """The config with ``auto`` values replaced by numbers (what the adapters' trainer_config.json records).
+
+    ``splits``: the run's examples (train, validation[, holdout]). ``--max-length auto`` covers >= 99 % of the inputs
+    of EACH split: SST-2's training split is mostly short phrases, its validation split whole sentences, and a length
+    fitted to the training split alone cut 9.4 % of the validation sentences.
+    """
     changes: dict[str, Any] = {}
     loaded = method.loaded
     if config.max_length == AUTO:
-        changes["max_length"] = auto_max_length(
-            loaded.tokenizer,
-            [e.source for e in train_examples],
-            loaded.is_encoder_decoder,
-            method.num_prompt_tokens,
-            config.max_target_length,
-            length_cap(loaded.is_encoder_decoder, loaded.max_positions, config.max_new_tokens),
+        cap = length_cap(loaded.is_encoder_decoder, loaded.max_positions, config.max_new_tokens)
+        changes["max_length"] = max(
+            auto_max_length(
+                loaded.tokenizer,
+                [e.source for e in split],
+                loaded.is_encoder_decoder,
+                method.num_prompt_tokens,
+                config.max_target_length,
+                cap,
+            )
+            for split in splits
+            if split
         )
-        log.info("--max-length auto: %d tokens (>= 99%% of the training inputs uncut)", changes["max_length"])
+        log.info("--max-length auto: %d tokens (>= 99%% of each split's inputs uncut)", changes["max_length"])
     if config.lr == AUTO:
         changes["lr"] = auto_lr(method, config)
         log.info("--lr auto: %.3g (the paper's relative prompt step on T5, on this model's embeddings)", changes["lr"])
@@ -219,7 +229,7 @@ def truncation_report(splits: Mapping[str, Sequence[Encoded]]) -> dict[str, floa
         if share > TRUNCATION_WARNING:
             log.warning(
                 "%.1f%% of the %s inputs are truncated (their longest field lost its end); raise --max-length "
-                "(or use --max-length auto) to keep their evidence",
+                "to keep their evidence",
                 100 * share,
                 name,
             )

@@ -79,7 +79,7 @@ class Trainer:
     ) -> None:
         """``examples``: ``(train, validation)`` or ``(train, validation, holdout)``, encoded once here."""
         train, validation, holdout = (*examples, ())[:3]
-        self.config = config = auto_defaults.resolve(config, method, train)  # --max-length/--lr auto -> numbers
+        self.config = config = auto_defaults.resolve(config, method, (train, validation, holdout))  # auto -> numbers
         self.method, self.task, self.loaded = method, task, method.loaded
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run = RunFolder(self.run_dir) if self.run_dir is not None else None  # writes on rank 0 only
