@@ -275,14 +275,15 @@ def append_line(path: Path, data: bytes) -> None:
 
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; anything else (missing, unreadable, not JSON, not an object) is one line."""
+    from .config import read_json_file  # the one JSON reader (bad UTF-8, deep nesting, huge numbers); lazy: torch
+    from .errors import ConfigError
+
+    if not path.is_file():
+        raise RunFolderError(f"{path} does not exist")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunFolderError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise RunFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deeply
-        raise RunFolderError(f"{path} is not valid JSON ({str(exc)[:120]}); the run folder is corrupt") from None
+        data = read_json_file(path)
+    except ConfigError as exc:
+        raise RunFolderError(str(exc)) from None
     if not isinstance(data, dict):
         raise RunFolderError(
             f"{path} must hold a JSON object, found a JSON {type(data).__name__}; the run folder is corrupt"
