@@ -1,0 +1,211 @@
+"""experiments/run_fair.py and fair_plan.py: the fair grid's commands, its resume decisions and the lr selection.
+
+Fake run folders (the files ``superpos train`` writes) stand in for training, so nothing here trains a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import fair_plan as fp
+from experiments import run_fair
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTOS = {"superpos": 0.002074, "prompt": 0.00129, "residual": 0.04828}
+
+
+def write_autos(runs_root: Path, model: str = "smollm2-135m", autos: dict[str, float] = AUTOS) -> None:
+    path = fp.auto_lr_path(model, runs_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": model, "auto_lr": autos}))
+
+
+def finish(run: fp.Run, runs_root: Path, best: float) -> None:
+    """A finished run as the trainer leaves it (only what the plan reads)."""
+    run_dir = run.run_dir(runs_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "results.json").write_text(json.dumps({"best_metric": best, "main_metric": "accuracy"}))
+
+
+def driver(runs_root: Path, plan: str = "all", jobs: int = 1, dry_run: bool = True) -> run_fair.Driver:
+    args = argparse.Namespace(plan=plan, jobs=jobs, threads=1, dry_run=dry_run, no_report=True)
+    return run_fair.Driver(args, runs_root)
+
+
+# ---- the lr selection ---------------------------------------------------------------------------------------------
+
+
+def test_selection_waits_for_every_candidate_then_picks_the_best_and_ties_go_to_the_smaller_lr():
+    pending = fp.select({-1: 0.7, 0: None, 1: 0.6}.get)
+    assert pending.chosen is None and pending.candidates == (-1, 0, 1)
+    chosen = fp.select({-1: 0.7, 0: 0.8, 1: 0.6}.get)
+    assert chosen.chosen == 0 and chosen.extensions == 0 and chosen.rank_of(0) == 1 and chosen.rank_of(-1) == 2
+    tie = fp.select({-1: 0.7, 0: 0.8, 1: 0.8}.get)
+    assert tie.chosen == 0  # 0.8 twice: the smaller lr (k = 0 < 1) wins, and it is interior: no extension
+
+
+def test_an_edge_winner_extends_by_one_factor_of_3_at_most_twice():
+    scores: dict[int, float | None] = {-1: 0.5, 0: 0.6, 1: 0.7}
+    first = fp.select(scores.get)
+    assert first.chosen is None and first.candidates == (-1, 0, 1, 2) and first.scores[2] is None
+    scores[2] = 0.65  # k = 1 stays best and is now interior
+    assert fp.select(scores.get).chosen == 1
+    scores[2] = 0.75  # k = 2 best: at the edge again, one more extension
+    second = fp.select(scores.get)
+    assert second.candidates == (-1, 0, 1, 2, 3) and second.chosen is None
+    scores[3] = 0.9  # best at the edge, but two extensions were made: chosen there
+    final = fp.select(scores.get)
+    assert (final.chosen, final.extensions) == (3, 2)
+    assert final.rank_of(0) == 4 and final.rank_of(-1) == 5  # auto (0.6) beats only auto/3 (0.5)
+    low = fp.select({-3: 0.85, -2: 0.9, -1: 0.8, 0: 0.1, 1: 0.2}.get)  # the low edge extends downwards, twice
+    assert low.candidates == (-3, -2, -1, 0, 1) and (low.chosen, low.extensions) == (-2, 2) and low.rank_of(0) == 5
+    assert fp.select({-1: 0.9, 0: 0.1, 1: 0.2}.get).candidates == (-2, -1, 0, 1)
+
+
+def test_candidate_lrs_are_the_auto_value_times_powers_of_3_at_3_digits():
+    assert [fp.candidate_lr(0.002074, k) for k in (-1, 0, 1)] == [0.000691, 0.00207, 0.00622]
+    assert fp.format_lr(6.9e-05) == "6.9e-05"
+
+
+def test_seeds_wait_for_their_method_lr_and_the_winner_selection_run_is_seed_0(tmp_path: Path):
+    score = fp.file_score(tmp_path)
+    plan = fp.plan_model("smollm2-135m", AUTOS, score)
+    assert len(plan.selection_runs) == 3 * 2 * 3 and not plan.seed_runs
+    assert plan.waiting == {m: 4 * 5 - 2 for m in fp.METHODS}  # 4 tasks x 5 seeds, minus SST-2/RTE seed 0
+    assert fp.planned_total(plan) == 18 + 54
+    # prompt tuning: auto wins on the mean of SST-2 and RTE (0.8, 0.6) vs (0.9, 0.4) and (0.7, 0.6)
+    for k, (sst2, rte) in {-1: (0.9, 0.4), 0: (0.8, 0.6), 1: (0.7, 0.6)}.items():
+        finish(fp.selection_run("smollm2-135m", "sst2", "prompt", AUTOS["prompt"], k), tmp_path, sst2)
+        finish(fp.selection_run("smollm2-135m", "rte", "prompt", AUTOS["prompt"], k), tmp_path, rte)
+    plan = fp.plan_model("smollm2-135m", AUTOS, score)
+    assert plan.chosen_lr("prompt") == 0.00129 and plan.chosen_lr("superpos") is None
+    prompt_runs = [r for r in plan.seed_runs if r.method == "prompt"]
+    assert len(prompt_runs) == 18 and {r.lr for r in prompt_runs} == {0.00129}
+    assert ("sst2", 0) not in {(r.task, r.seed) for r in prompt_runs}  # the selection run is that run
+    assert ("cb", 0) in {(r.task, r.seed) for r in prompt_runs}
+    comparison = fp.comparison_runs(plan)
+    assert {(r.task, r.seed) for r in comparison if r.k is not None} == {("sst2", 0), ("rte", 0)}
+    assert {r.lr for r in comparison} == {0.00129}
+
+
+# ---- commands and resume decisions -------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_protocol_commands_in_priority_order(tmp_path: Path, capsys):
+    write_autos(tmp_path)
+    assert driver(tmp_path, "smollm2").main() == 0
+    out = capsys.readouterr().out
+    commands = [line.strip() for line in out.splitlines() if line.startswith("    ")]
+    assert len(commands) == 18  # only the selection runs: every seed run waits for its lr
+    first = commands[0].split()
+    assert first[1:4] == ["-m", "superpos_trainer.cli", "train"]
+    options = dict(zip(first[4:-1:2], first[5:-1:2], strict=True))
+    assert options == {
+        "--model": "smollm2-135m", "--task": "sst2", "--method": "superpos", "--seed": "0", "--lr": "0.00207",
+        "--bf16": "auto", "--attention": "auto", "--eval-mode": "rank", "--rank-score": "mean", "--max-length": "auto",
+        "--batch-size": "8", "--max-steps": "160", "--epochs": "1000", "--eval-steps": "20", "--save-steps": "20",
+        "--select-on": "holdout", "--eval-limit": "0", "--num-prompt-tokens": "10", "--num-sampled-tokens": "128",
+        "--dropout": "off", "--train-limit": "1472", "--holdout-fraction": "0.13",
+        "--output-dir": str(tmp_path / "smollm2-135m/sst2/superpos-lr0.00207-seed0/run"),
+    }  # fmt: skip
+    assert first[-1] == "--no-progress"
+    order = [line.split()[1] for line in out.splitlines() if line.startswith("start")]
+    assert order[:6] == [f"smollm2-135m/{t}/{m}-lr{lr}-seed0" for t in ("sst2", "rte") for m, lr in
+                         (("superpos", "0.00207"), ("prompt", "0.00129"), ("residual", "0.0483"))]  # fmt: skip
+    assert not (tmp_path / "driver.log").exists()  # a dry run writes nothing
+
+
+def test_cb_uses_its_whole_training_split_with_a_larger_holdout():
+    options = fp.Run("smollm2-135m", "cb", "superpos", 3, 0.002).options()
+    assert (options["train_limit"], options["holdout_fraction"]) == (0, 0.2)
+    assert options["output_dir"] == "experiments/runs/fair/smollm2-135m/cb/superpos-lr0.002-seed3/run"
+
+
+def test_resume_decisions_from_the_run_folder(tmp_path: Path):
+    run = fp.Run("smollm2-135m", "sst2", "prompt", 1, 0.00129)
+    run_dir = run.run_dir(tmp_path)
+    assert run_fair.run_state(run, tmp_path) == "start"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".lock").write_text("123\n")
+    (run_dir / "train.log").write_text("loading\n")
+    assert run_fair.run_state(run, tmp_path) == "start"  # an unfinished start: the trainer restarts it
+    (run_dir / "stray.txt").write_text("?")
+    assert run_fair.run_state(run, tmp_path) == "blocked"  # not ours to delete
+    (run_dir / "stray.txt").unlink()
+    (run_dir / "config.json").write_text("{}")
+    assert run_fair.run_state(run, tmp_path) == "resume"
+    command = run_fair.command_for(run, "resume", tmp_path)
+    assert command[1:] == ["-m", "superpos_trainer.cli", "train", "--resume", "--output-dir", str(run_dir),
+                           "--no-progress"]  # fmt: skip
+    fd = os.open(run_dir / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a live trainer holds it
+    try:
+        assert run_fair.run_state(run, tmp_path) == "running"
+    finally:
+        os.close(fd)
+    assert run_fair.run_state(run, tmp_path) == "resume"  # the holder died: the lock is free again
+    (run_dir / "results.json").write_text("{}")
+    assert run_fair.run_state(run, tmp_path) == "done"
+    assert run_fair.command_for(run, "done", tmp_path) is None
+
+
+def test_scheduler_claims_in_order_counts_runs_trained_elsewhere_and_skips_failures(tmp_path: Path):
+    write_autos(tmp_path)
+    d = driver(tmp_path, "smollm2-select", jobs=2, dry_run=False)
+    autos = {"smollm2-135m": AUTOS}
+    first, second = d.next_run(autos), d.next_run(autos)
+    assert first[0].key == "smollm2-135m/sst2/superpos-lr0.00207-seed0" and first[1] == "start"
+    assert second[0].key == "smollm2-135m/sst2/prompt-lr0.00129-seed0"
+    assert d.next_run(autos) == "wait"  # two jobs in flight
+    d.claimed.clear()
+    d.failed.add(first[0].key)
+    held = second[0].run_dir(tmp_path)
+    held.mkdir(parents=True)
+    fd = os.open(held / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:  # one run trained by another process: one slot left, failed and running runs skipped
+        third = d.next_run(autos)
+        assert third[0].key == "smollm2-135m/sst2/residual-lr0.0483-seed0"
+        assert d.next_run(autos) == "wait"
+    finally:
+        os.close(fd)
+
+
+def test_plans_select_subsets():
+    keep = run_fair.plan_filter("smollm2-rte")
+    assert keep(fp.Run("smollm2-135m", "rte", "prompt", 3, 0.001))
+    assert keep(fp.Run("smollm2-135m", "sst2", "prompt", 0, 0.001, k=0))  # its lr depends on the selection
+    assert not keep(fp.Run("smollm2-135m", "sst2", "prompt", 3, 0.001))
+    assert not keep(fp.Run("gemma3-270m", "rte", "prompt", 3, 0.001))
+    assert run_fair.models_of("gemma-sst2") == ["gemma3-270m"]
+    with pytest.raises(ValueError, match="unknown plan 'smollm2-cola'"):
+        run_fair.plan_filter("smollm2-cola")
+
+
+def test_code_version_names_the_commit_of_the_trainer_tree():
+    version = run_fair.code_version(ROOT / "python" / "superpos_trainer")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert version["commit"] == head and len(version["sources_sha256"]) == 16
+
+
+def test_driver_runs_as_a_script_with_a_plan(tmp_path: Path):
+    from .test_experiments_scripts import _copy_experiments, _script_env
+
+    experiments = _copy_experiments(tmp_path / "repo")
+    write_autos(experiments / "runs" / "fair", "gemma3-270m")
+    done = subprocess.run(
+        [sys.executable, str(experiments / "run_fair.py"), "--plan", "gemma-select", "--dry-run"],
+        cwd=tmp_path, env=_script_env(tmp_path), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    starts = [line for line in done.stdout.splitlines() if line.startswith("start")]
+    assert len(starts) == 18 and all("gemma3-270m/" in line for line in starts)
