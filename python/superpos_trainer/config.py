@@ -127,7 +127,15 @@ class TrainConfig:
     train_limit: int = _opt(160, "use the first N shuffled training examples (0 = all)")
     eval_limit: int = _opt(64, "evaluate on the first N shuffled validation examples (0 = all)")
     holdout_fraction: float = _opt(
-        0.0, "hold out this share of the training examples as an untouched test set, scored once with the best adapter"
+        0.0,
+        "hold out this share of the training examples: scored once at the end (best and last adapter), or with "
+        "--select-on holdout the split that chooses the best adapter",
+    )
+    select_on: str = _opt(
+        "validation",
+        "split whose periodic scores choose the best adapter; holdout: the --holdout-fraction part of the training "
+        "data, and the validation split is scored once at the end (best and last adapter), unseen by the choice",
+        ("validation", "holdout"),
     )
     # --- evaluation ---
     eval_mode: str = _opt(
@@ -181,6 +189,8 @@ class TrainConfig:
         for name in ("model", "task", "device"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"{_flag(name)} must be a non-empty text, got {short_repr(getattr(self, name))}")
+        if self.select_on == "holdout" and not self.holdout_fraction:
+            raise ConfigError("--select-on holdout needs a held-out split: add --holdout-fraction (e.g. 0.1)")
         if _has_prompt(self.method) and self.max_length != AUTO and self.max_length <= self.num_prompt_tokens:
             raise ConfigError(
                 f"--max-length {self.max_length} leaves no room for text after the {self.num_prompt_tokens}-token "

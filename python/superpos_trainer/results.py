@@ -1,5 +1,6 @@
 """What a training run reports: the metrics row and log line of each evaluation, the session's clock and progress
-bar, and the end-of-run summary (``results.json``, with the held-out split scored by the best adapter)."""
+bar, and the end-of-run summary (``results.json``, with the split that did not choose the best adapter scored by the
+best and the last adapter)."""
 
 from __future__ import annotations
 
@@ -93,35 +94,52 @@ def finish(trainer: Any) -> dict[str, Any]:
         "num_train": len(trainer.train_examples),
         "num_eval": len(trainer.eval_examples),
         "num_holdout": len(trainer.holdout_examples),
+        "select_on": config.select_on,  # the split best_metric/best_step were measured on
         "last_eval": rows[-1] if rows else None,
-        "holdout": score_holdout(trainer) if trainer.holdout_examples else None,
         "truncated": trainer.truncated,  # share of inputs cut to fit --max-length, per split
     }
+    final = score_final(trainer)
+    results["final"] = final  # the split the choice never saw, scored once with the best and the last adapter
+    results["holdout"] = final["best"] if final and final["split"] == "holdout" else None
     if trainer.run:
         trainer.run.write_results(results)
     return results
 
 
-def score_holdout(trainer: Any) -> dict[str, float]:
-    """The held-out split's metrics with the best adapter (the trained method when none was saved).
+def score_final(trainer: Any) -> dict[str, Any] | None:
+    """The split that did not choose ``best/`` (validation under ``--select-on holdout``, else the held-out split
+    when there is one), scored once with the best adapter and with the last one (the trained method)."""
+    if trainer.config.select_on == "holdout":
+        split, examples, encoded = "validation", trainer.eval_examples, trainer.eval_encoded
+    elif trainer.holdout_examples:
+        split, examples, encoded = "holdout", trainer.holdout_examples, trainer.holdout_encoded
+    else:
+        return None
+    best = trainer.run.adapter("best") if trainer.run else None
+    adapters = {"best": best, "last": None}  # None: the trained method, i.e. the last adapter
+    scores = {name: score_split(trainer, adapter, examples, encoded) for name, adapter in adapters.items()}
+    metric = trainer.task.main_metric
+    log.info(
+        "%s split (%d examples): %s %.4f with the best adapter, %.4f with the last",
+        split,
+        len(examples),
+        metric,
+        scores["best"].get(metric, float("nan")),
+        scores["last"].get(metric, float("nan")),
+    )
+    return {"split": split, "examples": len(examples), **scores}
+
+
+def score_split(trainer: Any, adapter: Any, examples: list[Any], encoded: list[Any]) -> dict[str, float]:
+    """``examples``' metrics with the saved ``adapter`` (the trained method when None).
 
     Not sharded: every rank scores the whole split with the adapter it can read (only rank 0's result is written).
     """
     from .methods import load_method
 
-    best = trainer.run.adapter("best") if trainer.run else None
-    method = load_method(best, trainer.loaded) if best is not None else trainer.method
+    method = load_method(adapter, trainer.loaded) if adapter is not None else trainer.method
     settings = replace(trainer.eval_settings, progress=False)
-    metrics, _ = evaluate(
-        method, trainer.encoder, trainer.task, trainer.holdout_examples, trainer.holdout_encoded, settings, shard=False
-    )
-    log.info(
-        "held-out split (%d examples, best adapter): %s %.4f",
-        len(trainer.holdout_examples),
-        trainer.task.main_metric,
-        metrics.get(trainer.task.main_metric, float("nan")),
-    )
-    return metrics
+    return evaluate(method, trainer.encoder, trainer.task, examples, encoded, settings, shard=False)[0]
 
 
-__all__ = ["SessionClock", "finish", "log_evaluation", "metrics_row", "score_holdout"]
+__all__ = ["SessionClock", "finish", "log_evaluation", "metrics_row", "score_final", "score_split"]

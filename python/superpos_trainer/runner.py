@@ -264,12 +264,14 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     metric = results["main_metric"]
     best = results["best_metric"]
     line = (
-        f"done: best validation {metric} = {best:.4f} at step {results['best_step']}"
+        f"done: best {results.get('select_on', 'validation')} {metric} = {best:.4f} at step {results['best_step']}"
         if best is not None
         else (f"done: no valid {metric} was measured")
     )
-    if results.get("holdout"):
-        line += f"; held-out {metric} = {results['holdout'].get(metric, float('nan')):.4f}"
+    final = results.get("final")
+    if final:
+        scores = (final[which].get(metric, float("nan")) for which in ("best", "last"))
+        line += "; {} {} = {:.4f} (best adapter), {:.4f} (last)".format(final["split"], metric, *scores)
     last = results.get("last_eval") or {}
     invalid = last.get("invalid_rate")
     if isinstance(invalid, (int, float)):

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from . import auto_defaults, distributed, guard, persist, results
 from .collate import Batch, Encoded, Encoder, encode_split, epoch_batches, train_batch
 from .config import TrainConfig
+from .errors import ConfigError
 from .evaluate import EvalSettings, evaluate
 from .faults import fault_point
 from .forward import autocast, decoder_start_fn, label_logits, label_loss
@@ -93,7 +94,11 @@ class Trainer:
         self.train_examples, self.train_encoded = encode_split(self.encoder, train)
         self.eval_examples, self.eval_encoded = encode_split(self.encoder, validation)
         self.holdout_examples, self.holdout_encoded = encode_split(self.encoder, holdout)
-        self.truncated = auto_defaults.truncation_report({"train": self.train_encoded, "validation": self.eval_encoded})
+        splits = {"train": self.train_encoded, "validation": self.eval_encoded}
+        if holdout:
+            splits["holdout"] = self.holdout_encoded
+        self.truncated = auto_defaults.truncation_report(splits)
+        self.select_examples, self.select_encoded = self._selection_split()
         self.train_module = distributed.wrap(LossModule(method), self.device)
         self.optimizer = torch.optim.AdamW(method.param_groups(config.weight_decay), lr=config.lr)
         self.state = TrainState()
@@ -120,6 +125,14 @@ class Trainer:
                 c.method, loaded, c.num_prompt_tokens, c.num_sampled_tokens, c.residual_hidden, c.seed, c.w_init
             )
         return cls(config, method, task, examples, run_dir, device)
+
+    def _selection_split(self) -> tuple[list[Any], list[Encoded]]:
+        """The split whose periodic scores choose ``best/`` (``--select-on``)."""
+        if self.config.select_on != "holdout":
+            return self.eval_examples, self.eval_encoded
+        if not self.holdout_examples:
+            raise ConfigError("--select-on holdout needs a held-out split: add --holdout-fraction (e.g. 0.1)")
+        return self.holdout_examples, self.holdout_encoded
 
     # ---- batches --------------------------------------------------------------------------------------------------
     def epoch_plan(self, epoch: int) -> list[list[list[int]]]:
@@ -196,13 +209,15 @@ class Trainer:
         return evaluate(self.method, self.encoder, self.task, examples, encoded, self.eval_settings)[0]
 
     def evaluate_and_log(self, steps_in_epoch: int) -> None:
-        """One evaluation: its row in metrics.jsonl, its log line, and ``best/`` when it is the best so far."""
+        """One evaluation of the selection split (``--select-on``): its row in metrics.jsonl, its log line, and
+        ``best/`` when it is the best so far."""
         eval_start = time.perf_counter()
-        metrics = self.evaluate()
+        metrics = self.evaluate(self.select_examples, self.select_encoded)
         fault_point("eval")  # test-only (faults.py): a kill after evaluating, before anything of it is written
         s = self.state
         row = results.metrics_row(s, metrics, steps_in_epoch, time.perf_counter() - eval_start)
         main = metrics.get(self.task.main_metric, float("nan"))
+        row["split"] = self.config.select_on
         row["is_best"] = not math.isnan(main) and (s.best_metric is None or main > s.best_metric)
         results.log_evaluation(row, self.task.main_metric, main)
         if row["is_best"]:
