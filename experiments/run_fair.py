@@ -245,6 +245,7 @@ class Driver:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             self.env[name] = str(args.threads)
         self.package_dir = trainer_tree(self.env)
+        self.poll_seconds = 10.0  # how long an idle slot waits before looking again
 
     def log(self, message: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
@@ -335,7 +336,7 @@ class Driver:
             if picked is None:
                 return
             if picked == "wait":
-                time.sleep(10)
+                time.sleep(self.poll_seconds)
                 continue
             run, state = picked
             start = time.time()

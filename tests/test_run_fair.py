@@ -209,3 +209,46 @@ def test_driver_runs_as_a_script_with_a_plan(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     starts = [line for line in done.stdout.splitlines() if line.startswith("start")]
     assert len(starts) == 18 and all("gemma3-270m/" in line for line in starts)
+
+
+FAKE_TRAINER = """
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]
+run = Path(args[args.index("--output-dir") + 1])
+run.mkdir(parents=True, exist_ok=True)
+(run / "config.json").write_text("{}")
+if "--seed" in args and args[args.index("--seed") + 1] == "4":
+    sys.exit(2)  # one run fails: it must not be retried, nor stop the others
+(run / "results.json").write_text(json.dumps({"best_metric": 0.5, "main_metric": "accuracy"}))
+"""
+
+
+def test_driver_trains_the_selection_extends_it_then_the_seeds(tmp_path: Path, monkeypatch):
+    write_autos(tmp_path)
+
+    real_start = run_fair.start_command
+
+    def fake_start(run: fp.Run, runs_root: Path = fp.RUNS) -> list[str]:  # same options, a fake trainer
+        return [sys.executable, "-c", FAKE_TRAINER, *real_start(run, runs_root)[3:]]
+
+    monkeypatch.setattr(run_fair, "start_command", fake_start)
+    d = driver(tmp_path, "smollm2-sst2", jobs=2, dry_run=False)
+    d.poll_seconds = 0.01
+    assert d.main() == 1  # a run failed
+    # every candidate scores 0.5: the smaller lr wins each time, at the low edge, so the selection extends twice
+    plan = fp.plan_model("smollm2-135m", AUTOS, fp.file_score(tmp_path))
+    assert all(s.chosen == -3 and s.candidates == (-3, -2, -1, 0, 1) for s in plan.selections.values())
+    done = sorted(p.parent.parent.name for p in tmp_path.glob("smollm2-135m/*/*/run/results.json"))
+    assert len(done) == 3 * 5 * 2 + 3 * 3  # selection (5 candidates x 2 tasks), SST-2 seeds 1-3
+    failed = sorted(p.name for p in tmp_path.glob("smollm2-135m/sst2/*-seed4"))
+    assert len(failed) == 3 and not any(
+        (tmp_path / "smollm2-135m/sst2" / f / "run/results.json").exists() for f in failed
+    )
+    assert not list(tmp_path.glob("smollm2-135m/rte/*-seed1"))  # the plan holds SST-2's seeds only
+    spec = json.loads((tmp_path / "smollm2-135m/sst2/prompt-lr4.78e-05-seed2/experiment.json").read_text())
+    assert spec["lr"] == 4.78e-05 and spec["auto_lr"] == AUTOS["prompt"] and spec["phase"] == "seeds"
+    assert spec["command"].startswith("superpos train --model smollm2-135m --task sst2 --method prompt --seed 2")
+    assert len(spec["code"]["commit"]) == 40
+    log = (tmp_path / "driver.log").read_text()
+    assert log.count("exit 2 after") == 3 and "(not retried)" in log and "driver stops: 3 known run(s) not done" in log

@@ -1,0 +1,53 @@
+"""docs/EXPERIMENTS.md is written by two generators, each owning one section between HTML-comment markers: the fair
+comparison (experiments/fair_report.py) and the appendix of the old grid (experiments/report.py). Each replaces
+only its own section, so either can run without the other's run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TITLE = "# Experiments: SuperPos-Prompt on pretrained causal LMs (CPU)\n"
+FAIR = "fair-report"
+APPENDIX = "appendix"
+ORDER = (FAIR, APPENDIX)
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def skeleton() -> str:
+    """An empty document with both sections in their order."""
+    parts = [TITLE]
+    for name in ORDER:
+        begin, end = markers(name)
+        parts.append(f"{begin}\n{end}\n")
+    return "\n".join(parts)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with section ``name`` replaced by ``body`` (added in its place when the markers are missing)."""
+    begin, end = markers(name)
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        others = [n for n in ORDER if n != name and markers(n)[0] in text]
+        anchor = text.find(markers(others[0])[0]) if others and ORDER.index(name) < ORDER.index(others[0]) else -1
+        block = f"{begin}\n{end}\n\n"
+        text = text[:anchor] + block + text[anchor:] if anchor >= 0 else text.rstrip("\n") + "\n\n" + block
+        start, stop = text.find(begin), text.find(end)
+    return text[: start + len(begin)] + "\n" + body.strip("\n") + "\n" + text[stop:]
+
+
+def section(text: str, name: str) -> str | None:
+    begin, end = markers(name)
+    start, stop = text.find(begin), text.find(end)
+    return None if start < 0 or stop < start else text[start + len(begin) : stop].strip("\n")
+
+
+def write_section(doc: Path, name: str, body: str) -> None:
+    from superpos_kernels.io import atomic_write
+
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else skeleton()
+    new = replace_section(text, name, body)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(doc, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))

@@ -1,0 +1,545 @@
+#!/usr/bin/env python
+"""The fair comparison's report (issue 15), from the run files of experiments/run_fair.py only.
+
+Reads ``experiments/runs/fair/<model>/auto_lr.json`` and each run's ``experiment.json``, ``run/results.json`` and
+``run/metrics.jsonl``; writes ``experiments/results/fair/*.json|csv`` and the generated section of
+docs/EXPERIMENTS.md between ``<!-- fair-report:begin -->`` and ``<!-- fair-report:end -->`` (experiments/report.py
+owns the appendix). No number is typed by hand. The driver regenerates it after every finished run.
+
+    python experiments/fair_report.py
+
+Statistics (functions below, tested in tests/test_fair_report.py):
+
+- Per (model, task, method): the final validation score of the best adapter (chosen on the held-out split) and of
+  the last adapter, mean and sample standard deviation over seeds.
+- Paired differences SuperPos minus each baseline, paired by seed (same training subset, same held-out split,
+  same data order): mean and a two-sided 95 % Student t-interval (``mean +- t_{0.975, n-1} * sd / sqrt(n)``) per
+  task, and pooled per model over ALL its (task, seed) pairs as one sample (tasks weighted by their number of
+  pairs, pairs treated as independent; the metrics are all in [0, 1], so the differences share one scale).
+- Steps to reach: per seed, the first evaluation step at which SuperPos's held-out curve reaches the baseline's
+  held-out score at its final evaluation (step 160); the median over seeds, a seed that never reaches it counting
+  as later than every step (so the median is "not reached" when half or more never do).
+- The issue's "conclusive" rule: a pooled CI that excludes 0, or is narrower than +-2 pp.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as `python experiments/fair_report.py`: the repository root makes `experiments` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments import doc_sections
+from experiments import fair_plan as fp
+
+ROOT = fp.ROOT
+RESULTS = ROOT / "experiments" / "results" / "fair"
+DOC = ROOT / "docs" / "EXPERIMENTS.md"
+NAMES = {"superpos": "SuperPos-Prompt", "prompt": "simple prompt tuning", "residual": "Residual prompt tuning"}
+MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}
+BASELINES = ("prompt", "residual")
+CONCLUSIVE_HALF_WIDTH = 0.02  # the issue: a pooled CI narrower than +-2 pp is conclusive even if it includes 0
+
+
+# ---- statistics ---------------------------------------------------------------------------------------------------
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for no value; sd nan for one)."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the two-sided Student t-interval of the mean (nan bounds for fewer than 2 values)."""
+    mean, sd = mean_sd(diffs)
+    if len(diffs) < 2:
+        return mean, math.nan, math.nan
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, len(diffs) - 1)) * sd / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def steps_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
+    """The first step whose value reaches ``target`` (None: never)."""
+    return next((step for step, value in curve if value >= target - 1e-12), None)
+
+
+def median_steps(steps: Sequence[int | None]) -> float | None:
+    """Median over seeds, "never" counting as later than any step; None when the median is "never"."""
+    if not steps:
+        return None
+    value = statistics.median([math.inf if s is None else float(s) for s in steps])
+    return None if math.isinf(value) else value
+
+
+def verdict(low: float, high: float) -> str:
+    """The issue's rule on a pooled CI of SuperPos minus the baseline."""
+    if math.isnan(low):
+        return "undetermined"
+    if low > 0:
+        return "higher"
+    if high < 0:
+        return "lower"
+    return "equivalent" if (high - low) / 2 < CONCLUSIVE_HALF_WIDTH else "inconclusive"
+
+
+# ---- run files ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FairRun:
+    model: str
+    task: str
+    method: str
+    seed: int
+    lr: float
+    k: int | None
+    metric: str
+    heldout_best: float
+    heldout_best_step: int
+    heldout_curve: list[tuple[int, float]]
+    val_best: float
+    val_last: float
+    val_examples: int
+    precision: str
+    steps: int
+    train_seconds: float
+    code: dict[str, Any] = field(default_factory=dict)
+    truncated: dict[str, Any] = field(default_factory=dict)
+
+
+def load_run(run: fp.Run, runs_root: Path = fp.RUNS) -> FairRun | None:
+    """A finished run's numbers; None when it is unfinished (or not a --select-on holdout run)."""
+    results = fp.read_results(run, runs_root)
+    if results is None or results.get("select_on") != "holdout" or not isinstance(results.get("final"), dict):
+        return None
+    from superpos_trainer.run_folder import read_json_object, read_metrics
+
+    metric = str(results["main_metric"])
+    rows = read_metrics(run.run_dir(runs_root) / "metrics.jsonl")
+    curve = [
+        (int(r["step"]), float(r[metric])) for r in rows if r.get("split") == "holdout" and r.get(metric) is not None
+    ]
+    final = results["final"]
+    spec_path = run.folder(runs_root) / "experiment.json"
+    spec = read_json_object(spec_path) if spec_path.is_file() else {}
+    return FairRun(
+        model=run.model,
+        task=run.task,
+        method=run.method,
+        seed=run.seed,
+        lr=run.lr,
+        k=run.k,
+        metric=metric,
+        heldout_best=float(results["best_metric"]),
+        heldout_best_step=int(results["best_step"]),
+        heldout_curve=curve,
+        val_best=float(final["best"][metric]),
+        val_last=float(final["last"][metric]),
+        val_examples=int(final["examples"]),
+        precision=str(results.get("precision", "?")),
+        steps=int(results["steps"]),
+        train_seconds=float(results.get("train_seconds", math.nan)),
+        code=spec.get("code", {}),
+        truncated=results.get("truncated") or {},
+    )
+
+
+@dataclass
+class ModelData:
+    plan: fp.ModelPlan
+    comparison: dict[tuple[str, str, int], FairRun]  # (task, method, seed) -> finished run at the chosen lr
+    selection: dict[fp.Run, FairRun]  # finished selection runs
+    planned: int  # comparison runs planned (tasks x methods x seeds)
+
+
+def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
+    data = []
+    for plan in fp.plans_from_files(fp.MODELS, runs_root):
+        loaded = {run: load_run(run, runs_root) for run in fp.ordered_runs([plan])}
+        chosen = {(r.task, r.method, r.seed) for r in fp.comparison_runs(plan)}
+        comparison = {
+            (run.task, run.method, run.seed): fair
+            for run, fair in loaded.items()
+            if fair is not None
+            and (run.task, run.method, run.seed) in chosen
+            and (run.k is None or run.k == plan.selections[run.method].chosen)
+        }
+        selection = {run: fair for run, fair in loaded.items() if fair is not None and run.k is not None}
+        planned = len(fp.MODELS[plan.model]) * len(fp.METHODS) * len(fp.SEEDS)
+        data.append(ModelData(plan, comparison, selection, planned))
+    return data
+
+
+# ---- tables -------------------------------------------------------------------------------------------------------
+
+
+def method_rows(data: ModelData) -> list[dict[str, Any]]:
+    rows = []
+    for task in fp.MODELS[data.plan.model]:
+        for method in fp.METHODS:
+            runs = sorted(
+                (r for (t, m, _), r in data.comparison.items() if (t, m) == (task, method)), key=lambda r: r.seed
+            )
+            best, best_sd = mean_sd([r.val_best for r in runs])
+            last, last_sd = mean_sd([r.val_last for r in runs])
+            held, held_sd = mean_sd([r.heldout_best for r in runs])
+            rows.append(
+                {
+                    "model": data.plan.model,
+                    "task": task,
+                    "method": method,
+                    "lr": data.plan.chosen_lr(method),
+                    "metric": runs[0].metric if runs else None,
+                    "seeds": [r.seed for r in runs],
+                    "val_best_mean": best,
+                    "val_best_sd": best_sd,
+                    "val_last_mean": last,
+                    "val_last_sd": last_sd,
+                    "heldout_best_mean": held,
+                    "heldout_best_sd": held_sd,
+                    "val_examples": runs[0].val_examples if runs else None,
+                    "precision": sorted({r.precision for r in runs}),
+                }
+            )
+    return rows
+
+
+def pairs(data: ModelData, task: str, baseline: str, which: str = "val_best") -> list[tuple[int, float]]:
+    """(seed, SuperPos minus ``baseline``) for every seed both finished."""
+    out = []
+    for seed in fp.SEEDS:
+        ours, theirs = data.comparison.get((task, "superpos", seed)), data.comparison.get((task, baseline, seed))
+        if ours is not None and theirs is not None:
+            out.append((seed, getattr(ours, which) - getattr(theirs, which)))
+    return out
+
+
+def paired_rows(data: ModelData) -> list[dict[str, Any]]:
+    """Per baseline: one row per task, then the pooled row (every (task, seed) pair of the model)."""
+    rows = []
+    for baseline in BASELINES:
+        pooled: dict[str, list[float]] = {"val_best": [], "val_last": []}
+        for task in [*fp.MODELS[data.plan.model], "pooled"]:
+            row: dict[str, Any] = {"model": data.plan.model, "task": task, "baseline": baseline}
+            for which in ("val_best", "val_last"):
+                if task == "pooled":
+                    diffs = pooled[which]
+                else:
+                    found = pairs(data, task, baseline, which)
+                    diffs = [d for _, d in found]
+                    pooled[which] += diffs
+                    row["seeds"] = [s for s, _ in found]
+                mean, low, high = t_interval(diffs)
+                row.update(
+                    {f"{which}_n": len(diffs), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high}
+                )
+            row["verdict"] = verdict(row["val_best_low"], row["val_best_high"])
+            rows.append(row)
+    return rows
+
+
+def reach_rows(data: ModelData) -> list[dict[str, Any]]:
+    rows = []
+    for task in fp.MODELS[data.plan.model]:
+        for baseline in BASELINES:
+            per_seed: dict[int, int | None] = {}
+            for seed in fp.SEEDS:
+                ours, theirs = (
+                    data.comparison.get((task, "superpos", seed)),
+                    data.comparison.get((task, baseline, seed)),
+                )
+                if ours is not None and theirs is not None and theirs.heldout_curve:
+                    per_seed[seed] = steps_to_reach(ours.heldout_curve, theirs.heldout_curve[-1][1])
+            rows.append(
+                {
+                    "model": data.plan.model,
+                    "task": task,
+                    "baseline": baseline,
+                    "per_seed": per_seed,
+                    "median": median_steps(list(per_seed.values())),
+                    "reached": sum(s is not None for s in per_seed.values()),
+                }
+            )
+    return rows
+
+
+def selection_rows(data: ModelData) -> list[dict[str, Any]]:
+    rows = []
+    plan = data.plan
+    for method in fp.METHODS:
+        selection = plan.selections[method]
+        for k in selection.candidates:
+            per_task = {}
+            for task in fp.SELECTION_TASKS:
+                run = data.selection.get(fp.selection_run(plan.model, task, method, plan.autos[method], k))
+                per_task[task] = None if run is None else run.heldout_best
+            sst2 = {
+                c: data.selection.get(fp.selection_run(plan.model, "sst2", method, plan.autos[method], c))
+                for c in selection.candidates
+            }
+            sst2_scores = {c: None if r is None else r.heldout_best for c, r in sst2.items()}
+            sst2_order = fp.ranked(sst2_scores) if all(v is not None for v in sst2_scores.values()) else []
+            rows.append(
+                {
+                    "model": plan.model,
+                    "method": method,
+                    "k": k,
+                    "lr": fp.candidate_lr(plan.autos[method], k),
+                    "auto_lr": plan.autos[method],
+                    "is_auto": k == 0,
+                    **{f"heldout_{t}": v for t, v in per_task.items()},
+                    "mean": selection.scores.get(k),
+                    "rank": selection.rank_of(k),
+                    "rank_sst2": sst2_order.index(k) + 1 if k in sst2_order else None,
+                    "chosen": selection.chosen == k,
+                    "selection_done": selection.done,
+                }
+            )
+    return rows
+
+
+def missing(data: ModelData) -> tuple[list[str], int]:
+    """Known runs not finished (keys), and seed runs whose lr is not chosen yet."""
+    finished = {
+        (r.model, r.task, r.method, r.seed, r.lr) for r in [*data.comparison.values(), *data.selection.values()]
+    }
+    keys = [r.key for r in fp.ordered_runs([data.plan]) if (r.model, r.task, r.method, r.seed, r.lr) not in finished]
+    return keys, sum(data.plan.waiting.values())
+
+
+# ---- markdown -----------------------------------------------------------------------------------------------------
+
+
+def pp(x: float | None, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def ci(mean: float, low: float, high: float) -> str:
+    return f"{pp(mean, True)} pp" + ("" if math.isnan(low) else f" [{pp(low, True)}, {pp(high, True)}]")
+
+
+def answer_line(data: ModelData, baseline: str = "prompt") -> str:
+    name = MODEL_NAMES.get(data.plan.model, data.plan.model)
+    pooled = next(r for r in paired_rows(data) if r["task"] == "pooled" and r["baseline"] == baseline)
+    done = len(data.comparison)
+    interim = (
+        f"pooled difference {ci(pooled['val_best_mean'], pooled['val_best_low'], pooled['val_best_high'])} "
+        f"(95 % CI, {pooled['val_best_n']} seed-paired (task, seed) pairs)"
+    )
+    if done < data.planned:
+        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.** So far: {interim}."
+    words = {
+        "higher": "**yes**: SuperPos-Prompt is higher",
+        "lower": "**no**: SuperPos-Prompt is lower",
+        "equivalent": "**no difference beyond +-2 pp**",
+        "inconclusive": "**not conclusive with every run done** (the CI includes 0 and is wider than +-2 pp)",
+        "undetermined": "**undetermined**",
+    }
+    return f"- **{name}**: {words[pooled['verdict']]}; {interim}."
+
+
+def render(models: list[ModelData]) -> str:
+    out: list[str] = []
+    w = out.append
+    w("## Does SuperPos-Prompt beat simple prompt tuning? The fair comparison (issue 15)\n")
+    w(
+        "<!-- Generated by experiments/fair_report.py from experiments/runs/fair/ (results.json, metrics.jsonl, "
+        "auto_lr.json). Do not edit. -->\n"
+    )
+    w(f"Last regenerated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
+    w(
+        "**Answer** (SuperPos-Prompt minus simple prompt tuning, full validation split, best adapter chosen on "
+        "held-out training data; pooled over tasks and seeds; conclusive when the 95 % CI excludes 0 or is narrower "
+        "than +-2 pp):\n"
+    )
+    started = {d.plan.model: d for d in models}
+    for model, tasks in fp.MODELS.items():
+        if model in started:
+            w(answer_line(started[model]))
+        else:
+            planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
+            w(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
+    w("")
+    out.extend(protocol_lines())
+    for data in models:
+        out.extend(model_lines(data))
+    return "\n".join(out) + "\n"
+
+
+def protocol_lines() -> list[str]:
+    b = fp.BUDGET
+    return [
+        "### Protocol\n",
+        f"- Every run: `superpos train` with `--bf16 {b['bf16']} --eval-mode {b['eval_mode']} --rank-score "
+        f"{b['rank_score']} --max-length {b['max_length']}`, batch {b['batch_size']}, {b['max_steps']} optimizer "
+        "steps, "
+        f"n = {b['num_prompt_tokens']}, m = {b['num_sampled_tokens']}, dropout {b['dropout']}; the training subset is "
+        f"{fp.TRAIN_LIMIT} examples of which {fp.HOLDOUT_FRACTION:.0%} are held out (CB: all 250, "
+        f"{fp.SMALL_TRAIN_SPLITS['cb']:.0%} held out). Every {b['eval_steps']} steps the held-out part is scored and "
+        "the best adapter kept (`--select-on holdout`); at the end the best and the last adapter are scored once on "
+        "the FULL validation split. The validation data never chooses anything.",
+        "- Learning rate per (model, method), on held-out scores only: {auto/3, auto, 3 auto} (`--lr auto`, "
+        "superpos_trainer/auto_defaults.py), SST-2 and RTE, seed 0; best mean of the two best held-out scores wins "
+        "(tie: the smaller lr); an edge winner adds one more factor of 3 on that side (at most twice).",
+        "- Seeds 0-4 per (task, method) at the chosen lr; a seed fixes the training subset, the held-out split, the "
+        "data order and the prompt's initialisation, so each seed pairs the three methods on the same data.",
+        "- Paired differences: SuperPos minus the baseline per seed; 95 % Student t-interval per task; pooled per "
+        "model over all its (task, seed) pairs as one sample (tasks weighted by their pairs, pairs treated as "
+        "independent). "
+        "Steps to reach: first evaluation at which SuperPos's held-out curve reaches the baseline's held-out score "
+        "at its final evaluation, median over seeds ('never' counts as later than any step).",
+        "- Driver and protocol with the reasons: `experiments/run_fair.py`; run files: "
+        "`experiments/runs/fair/<model>/<task>/<method>-lr<lr>-seed<s>/`; machine-readable tables: "
+        "`experiments/results/fair/`.\n",
+    ]
+
+
+def model_lines(data: ModelData) -> list[str]:
+    model = data.plan.model
+    name = MODEL_NAMES.get(model, model)
+    out = [f"### {name}\n"]
+    rows = method_rows(data)
+    precisions = sorted({p for r in rows for p in r["precision"]})
+    out.append(
+        f"Precision of the runs in these tables: {', '.join(precisions) or '-'}"
+        + (" (MIXED: compare with care)" if len(precisions) > 1 else "")
+        + ".\n"
+    )
+    out += [
+        "| task | method | lr | seeds | validation, best adapter (mean ± sd, %) | last adapter | held-out best | "
+        "val. examples | precision |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lr = "pending" if r["lr"] is None else fp.format_lr(r["lr"])
+        out.append(
+            f"| {r['task']} ({r['metric'] or '-'}) | {NAMES[r['method']]} | {lr} | {len(r['seeds'])} | "
+            f"{pp(r['val_best_mean'])} ± {pp(r['val_best_sd'])} | {pp(r['val_last_mean'])} ± {pp(r['val_last_sd'])} | "
+            f"{pp(r['heldout_best_mean'])} | {r['val_examples'] or '-'} | {', '.join(r['precision']) or '-'} |"
+        )
+    out += ["", "Paired differences, SuperPos-Prompt minus the baseline (pp, 95 % t-interval):\n"]
+    out += ["| baseline | task | pairs | best adapter | last adapter | verdict |", "|---|---|---|---|---|---|"]
+    for r in paired_rows(data):
+        out.append(
+            f"| {NAMES[r['baseline']]} | {r['task']} | {r['val_best_n']} | "
+            f"{ci(r['val_best_mean'], r['val_best_low'], r['val_best_high'])} | "
+            f"{ci(r['val_last_mean'], r['val_last_low'], r['val_last_high'])} | {r['verdict']} |"
+        )
+    out += ["", "Steps for SuperPos-Prompt's held-out curve to reach the baseline's final held-out score:\n"]
+    out += ["| task | baseline | per seed | median | reached |", "|---|---|---|---|---|"]
+    for r in reach_rows(data):
+        seeds = ", ".join(f"s{s}: {'never' if v is None else v}" for s, v in r["per_seed"].items()) or "-"
+        median = "-" if not r["per_seed"] else "not reached" if r["median"] is None else f"{r['median']:g}"
+        out.append(
+            f"| {r['task']} | {NAMES[r['baseline']]} | {seeds} | {median} | {r['reached']}/{len(r['per_seed'])} |"
+        )
+    out += ["", "Learning-rate selection (held-out best score, seed 0; rank 1 = chosen; `auto` = `--lr auto`):\n"]
+    out += ["| method | lr | | SST-2 | RTE | mean | rank | rank on SST-2 |", "|---|---|---|---|---|---|---|---|"]
+    for r in selection_rows(data):
+        tag = " ".join(t for t, on in (("auto", r["is_auto"]), ("**chosen**", r["chosen"])) if on)
+        out.append(
+            f"| {NAMES[r['method']]} | {fp.format_lr(r['lr'])} | {tag} | {pp(r['heldout_sst2'])} | "
+            f"{pp(r['heldout_rte'])} | {pp(r['mean'])} | {r['rank'] or '-'} | {r['rank_sst2'] or '-'} |"
+        )
+    keys, waiting = missing(data)
+    out.append("")
+    if keys or waiting:
+        waits = f" and {waiting} seed runs waiting for their lr" if waiting else ""
+        out.append(f"Still missing for {name}: {len(keys)} known runs{waits}:\n")
+        out.append(
+            "<details><summary>runs not finished</summary>\n\n" + "\n".join(f"- `{k}`" for k in keys) + "\n</details>\n"
+        )
+    else:
+        out.append(f"Every planned run of {name} has finished.\n")
+    return out
+
+
+# ---- outputs ------------------------------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    rows = list(rows)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    from superpos_kernels.io import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every nan/inf float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = DOC) -> None:
+    tables = {
+        "methods": [row for d in models for row in method_rows(d)],
+        "paired": [row for d in models for row in paired_rows(d)],
+        "steps_to_reach": [row for d in models for row in reach_rows(d)],
+        "lr_selection": [row for d in models for row in selection_rows(d)],
+        "runs": [
+            {k: v for k, v in asdict(r).items() if k != "heldout_curve"}
+            for d in models
+            for r in {
+                (r.task, r.method, r.seed, r.lr): r for r in [*d.selection.values(), *d.comparison.values()]
+            }.values()
+        ],
+    }
+    for name, rows in tables.items():
+        write_csv(results / f"{name}.csv", rows)
+    summary = {
+        **tables,
+        "answer": [answer_line(d) for d in models],
+        "missing": {d.plan.model: missing(d)[0] for d in models},
+        "waiting_for_lr": {d.plan.model: missing(d)[1] for d in models},
+        "curves": [
+            {"key": f"{r.model}/{r.task}/{r.method}/seed{r.seed}", "lr": r.lr, "heldout": r.heldout_curve}
+            for d in models
+            for r in d.comparison.values()
+        ],
+    }
+    from superpos_kernels.io import atomic_write
+
+    text = json.dumps(finite(summary), indent=1, default=str)
+    atomic_write(results / "summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    doc_sections.write_section(doc, doc_sections.FAIR, render(models))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    models = collect()
+    write_outputs(models)
+    done = sum(len(d.comparison) for d in models)
+    planned = sum(len(tasks) * len(fp.METHODS) * len(fp.SEEDS) for tasks in fp.MODELS.values())
+    print(f"{done} comparison runs of {planned} planned -> {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""experiments/fair_report.py: the fair comparison's statistics and tables, from fake run folders (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments import doc_sections, fair_report
+from experiments import fair_plan as fp
+
+from .test_run_fair import AUTOS, write_autos
+
+MODEL = "smollm2-135m"
+
+
+def fake(
+    run: fp.Run, root: Path, curve: list[float], val_best: float, val_last: float, precision: str = "bf16-autocast"
+) -> None:
+    """The files ``superpos train --select-on holdout`` leaves in a finished run (held-out every 20 steps)."""
+    run_dir = run.run_dir(root)
+    run_dir.mkdir(parents=True)
+    rows = [{"step": 20 * (i + 1), "accuracy": v, "split": "holdout", "is_best": False} for i, v in enumerate(curve)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = max(curve)
+    results = {
+        "main_metric": "accuracy", "select_on": "holdout", "best_metric": best,
+        "best_step": 20 * (curve.index(best) + 1), "steps": 20 * len(curve), "precision": precision,
+        "train_seconds": 100.0,
+        "final": {"split": "validation", "examples": 872, "best": {"accuracy": val_best},
+                  "last": {"accuracy": val_last}},
+    }  # fmt: skip
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+
+def select_run(task: str, method: str, k: int) -> fp.Run:
+    return fp.selection_run(MODEL, task, method, AUTOS[method], k)
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    """SuperPos and prompt tuning: auto (k = 0) wins; Residual: 3 auto wins at the edge, its extension not run."""
+    root = tmp_path / "fair"
+    write_autos(root)
+    heldout = {  # (method, k) -> (SST-2 best held-out, RTE best held-out)
+        ("superpos", -1): (0.70, 0.50), ("superpos", 0): (0.75, 0.60), ("superpos", 1): (0.72, 0.55),
+        ("prompt", -1): (0.71, 0.52), ("prompt", 0): (0.72, 0.56), ("prompt", 1): (0.72, 0.50),
+        ("residual", -1): (0.60, 0.50), ("residual", 0): (0.62, 0.50), ("residual", 1): (0.70, 0.55),
+    }  # fmt: skip
+    for (method, k), (sst2, rte) in heldout.items():
+        fake(select_run("sst2", method, k), root, [0.5, sst2, sst2 - 0.01], 0.5 + sst2 / 4, 0.5)
+        fake(select_run("rte", method, k), root, [0.5, rte], 0.5, 0.5)
+    # the chosen runs of seed 0 on SST-2 carry the numbers the tests check (overwrite the generic ones)
+    for method, curve, best, last in (
+        ("superpos", [0.6, 0.75, 0.7], 0.80, 0.78),
+        ("prompt", [0.5, 0.7, 0.72], 0.76, 0.77),
+    ):
+        run_dir = select_run("sst2", method, 0).run_dir(root)
+        for name in ("metrics.jsonl", "results.json"):
+            (run_dir / name).unlink()
+        run_dir.rmdir()
+        fake(select_run("sst2", method, 0), root, curve, best, last)
+    lr = {m: fp.candidate_lr(AUTOS[m], 0) for m in ("superpos", "prompt")}
+    fake(fp.Run(MODEL, "sst2", "superpos", 1, lr["superpos"]), root, [0.5, 0.6, 0.8], 0.82, 0.80)
+    fake(fp.Run(MODEL, "sst2", "prompt", 1, lr["prompt"]), root, [0.7, 0.7, 0.7], 0.80, 0.79)
+    fake(fp.Run(MODEL, "sst2", "superpos", 2, lr["superpos"]), root, [0.5, 0.55, 0.6], 0.79, 0.75)
+    fake(fp.Run(MODEL, "sst2", "prompt", 2, lr["prompt"]), root, [0.5, 0.6, 0.65], 0.78, 0.76)
+    return root
+
+
+def test_paired_t_interval_matches_a_hand_computed_case():
+    # diffs 2, 4, 0, 6, 3 pp: mean 3 pp, sd sqrt(20/4) pp = 2.2361 pp, se 1 pp, t(0.975, 4) = 2.7764 (t table)
+    mean, low, high = fair_report.t_interval([0.02, 0.04, 0.00, 0.06, 0.03])
+    assert mean == pytest.approx(0.03)
+    assert (low, high) == (pytest.approx(0.03 - 0.027764, abs=1e-6), pytest.approx(0.03 + 0.027764, abs=1e-6))
+    assert math.isnan(fair_report.t_interval([0.01])[1])  # one pair: no interval
+    assert fair_report.verdict(0.001, 0.03) == "higher" and fair_report.verdict(-0.03, -0.001) == "lower"
+    assert fair_report.verdict(-0.01, 0.015) == "equivalent"  # includes 0 but narrower than +-2 pp
+    assert fair_report.verdict(-0.03, 0.05) == "inconclusive"
+
+
+def test_steps_to_reach_and_their_median_count_never_as_latest():
+    curve = [(20, 0.5), (40, 0.7), (60, 0.65)]
+    assert fair_report.steps_to_reach(curve, 0.7) == 40 and fair_report.steps_to_reach(curve, 0.5) == 20
+    assert fair_report.steps_to_reach(curve, 0.71) is None
+    assert fair_report.median_steps([20, None, 40]) == 40
+    assert fair_report.median_steps([20, 40]) == 30
+    assert fair_report.median_steps([None, None, 20]) is None and fair_report.median_steps([]) is None
+
+
+def test_tables_from_run_files(runs_root: Path):
+    (data,) = fair_report.collect(runs_root)
+    assert data.plan.chosen_lr("superpos") == 0.00207 and data.plan.chosen_lr("residual") is None
+    assert len(data.comparison) == 2 * 3 + 2  # SST-2 seeds 0-2 and RTE seed 0 of SuperPos and prompt tuning
+    rows = {(r["task"], r["method"]): r for r in fair_report.method_rows(data)}
+    sst2 = rows[("sst2", "superpos")]
+    assert sst2["seeds"] == [0, 1, 2] and sst2["val_best_mean"] == pytest.approx((0.80 + 0.82 + 0.79) / 3)
+    assert sst2["val_last_mean"] == pytest.approx((0.78 + 0.80 + 0.75) / 3) and sst2["precision"] == ["bf16-autocast"]
+    assert rows[("sst2", "residual")]["seeds"] == [] and rows[("sst2", "residual")]["lr"] is None
+
+    paired = {(r["baseline"], r["task"]): r for r in fair_report.paired_rows(data)}
+    assert paired[("prompt", "sst2")]["seeds"] == [0, 1, 2]
+    sst2_diffs = [0.80 - 0.76, 0.82 - 0.80, 0.79 - 0.78]
+    assert paired[("prompt", "sst2")]["val_best_mean"] == pytest.approx(sum(sst2_diffs) / 3)
+    pooled = paired[("prompt", "pooled")]
+    rte_diff = 0.5 - 0.5  # RTE seed 0: the selection runs' validation scores
+    expected = fair_report.t_interval([*sst2_diffs, rte_diff])
+    assert pooled["val_best_n"] == 4
+    assert (pooled["val_best_mean"], pooled["val_best_low"], pooled["val_best_high"]) == pytest.approx(expected)
+    assert paired[("residual", "pooled")]["val_best_n"] == 0
+
+    reach = {(r["task"], r["baseline"]): r for r in fair_report.reach_rows(data)}
+    # prompt's final held-out scores: 0.72, 0.7, 0.65; SuperPos reaches them at 40, 60 and never
+    assert reach[("sst2", "prompt")]["per_seed"] == {0: 40, 1: 60, 2: None}
+    assert reach[("sst2", "prompt")]["median"] == 60 and reach[("sst2", "prompt")]["reached"] == 2
+
+    selection = {(r["method"], r["k"]): r for r in fair_report.selection_rows(data)}
+    assert selection[("superpos", 0)]["chosen"] and selection[("superpos", 0)]["rank"] == 1
+    assert selection[("superpos", 0)]["mean"] == pytest.approx((0.75 + 0.60) / 2)
+    # prompt tuning on SST-2 alone: auto and 3 auto tie at 0.72, the smaller lr (auto) ranks first
+    assert selection[("prompt", 0)]["rank_sst2"] == 1 and selection[("prompt", 1)]["rank_sst2"] == 2
+    residual = [r for (m, _), r in selection.items() if m == "residual"]
+    assert [r["k"] for r in residual] == [-1, 0, 1, 2] and not any(r["chosen"] for r in residual)
+    assert all(r["rank"] is None for r in residual)  # no rank until the extension is scored
+
+    keys, waiting = fair_report.missing(data)
+    assert "smollm2-135m/sst2/residual-lr0.435-seed0" in keys  # the extension, 9 x 0.0483
+    assert waiting == 18  # residual's seed runs wait for its lr
+    assert fp.Run(MODEL, "sst2", "superpos", 3, 0.00207).key in keys
+
+
+def test_report_answers_first_and_keeps_the_appendix(runs_root: Path, tmp_path: Path):
+    doc = tmp_path / "EXPERIMENTS.md"
+    appendix = "## Appendix: paper hyper-parameters used unchanged on a Llama model\n\nold tables"
+    doc.write_text(doc_sections.replace_section(doc_sections.skeleton(), doc_sections.APPENDIX, appendix))
+    fair_report.write_outputs(fair_report.collect(runs_root), tmp_path / "results", doc)
+    text = doc.read_text()
+    assert doc_sections.section(text, doc_sections.APPENDIX) == appendix
+    fair = doc_sections.section(text, doc_sections.FAIR)
+    answer = fair.index("**Answer**")
+    assert answer < fair.index("### Protocol") < fair.index("### SmolLM2-135M")
+    assert "**SmolLM2-135M: not yet conclusive: 8 of 60 runs done.**" in fair
+    assert "**Gemma-3-270M: not yet conclusive: 0 of 30 runs done** (not started)" in fair
+    assert "Precision of the runs in these tables: bf16-autocast." in fair
+    assert "| sst2 (accuracy) | SuperPos-Prompt | 0.00207 | 3 | 80.3 ± 1.5 |" in fair
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert summary["waiting_for_lr"] == {MODEL: 18}
+    assert (tmp_path / "results" / "paired.csv").read_text().startswith("model,task,baseline")
+    fair_report.write_outputs([], tmp_path / "results", doc)  # regenerating replaces only its own section
+    assert doc_sections.section(doc.read_text(), doc_sections.APPENDIX) == appendix
+
+
+def test_doc_sections_insert_missing_sections_in_order():
+    text = doc_sections.replace_section("# title\n", doc_sections.APPENDIX, "B")
+    text = doc_sections.replace_section(text, doc_sections.FAIR, "A")
+    assert text.index("fair-report:begin") < text.index("appendix:begin")
+    assert (
+        doc_sections.section(text, doc_sections.FAIR) == "A"
+        and doc_sections.section(text, doc_sections.APPENDIX) == "B"
+    )
