@@ -299,3 +299,9 @@ def plans_from_files(models: Iterable[str], runs_root: Path = RUNS) -> list[Mode
         if autos is not None:
             plans.append(plan_model(model, autos, score))
     return plans
+
+
+if __name__ == "__main__":  # python -m experiments.fair_plan MODEL: its --lr auto values as one JSON line
+    import sys
+
+    print(json.dumps(compute_auto_lrs(sys.argv[1])))

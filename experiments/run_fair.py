@@ -261,11 +261,15 @@ class Driver:
         if known is not None:
             return known
         self.log(f"computing --lr auto for {model} (auto_defaults.auto_lr, seed {fp.SELECTION_SEED})")
-        try:
-            autos = fp.compute_auto_lrs(model)
-        except Exception as exc:  # a model that cannot load (e.g. its package missing) must not stop the others
-            self.log(f"cannot compute --lr auto for {model}: {type(exc).__name__}: {exc}; its runs are skipped")
+        # In a child process: the driver runs for hours and need not hold torch and a model in memory.
+        command = [sys.executable, "-m", "experiments.fair_plan", model]
+        done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:  # a model that cannot load must not stop the others
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            self.log(f"cannot compute --lr auto for {model} ({reason}); its runs are skipped until a restart")
             return None
+        autos = {method: float(value) for method, value in json.loads(lines[-1]).items()}
         record = {
             "model": model,
             "auto_lr": autos,

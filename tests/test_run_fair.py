@@ -252,3 +252,19 @@ def test_driver_trains_the_selection_extends_it_then_the_seeds(tmp_path: Path, m
     assert len(spec["code"]["commit"]) == 40
     log = (tmp_path / "driver.log").read_text()
     assert log.count("exit 2 after") == 3 and "(not retried)" in log and "driver stops: 3 known run(s) not done" in log
+
+
+def test_the_trainer_accepts_every_command_of_the_grid_as_the_protocol_says():
+    """Each start command through the trainer's own parser and config check (no training)."""
+    from superpos_trainer.cli import FIELDS, build_parser
+    from superpos_trainer.config import build_config
+
+    parser = build_parser()
+    for task in ("sst2", "cb"):
+        command = run_fair.start_command(fp.Run("gemma3-270m", task, "residual", 4, 0.0161))
+        args = parser.parse_args(command[3:])
+        config = build_config({}, {name: getattr(args, name) for name in FIELDS})
+        assert (config.select_on, config.eval_limit, config.max_steps, config.eval_steps) == ("holdout", 0, 160, 20)
+        assert (config.lr, config.seed, config.rank_score, config.max_length) == (0.0161, 4, "mean", "auto")
+        assert config.holdout_fraction == (0.2 if task == "cb" else 0.13)
+        assert config.train_limit == (0 if task == "cb" else 1472)
