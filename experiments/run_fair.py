@@ -382,6 +382,9 @@ class Driver:
             f"plan {self.args.plan}: {self.args.jobs} job(s), {self.args.threads} thread(s) each; "
             f"trainer {self.package_dir}"
         )
+        for run in self.runs(autos):
+            if run_state(run, self.runs_root) == "blocked":
+                self.log(f"skipped {run.key}: its run folder holds files but no config.json (inspect or remove it)")
         pool = [threading.Thread(target=self.worker, args=(autos,)) for _ in range(self.args.jobs)]
         for thread in pool:
             thread.start()

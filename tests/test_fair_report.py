@@ -145,9 +145,14 @@ def test_report_answers_first_and_keeps_the_appendix(runs_root: Path, tmp_path: 
     assert "**Gemma-3-270M: not yet conclusive: 0 of 30 runs done** (not started)" in fair
     assert "Precision of the runs in these tables: bf16-autocast." in fair
     assert "| sst2 (accuracy) | SuperPos-Prompt | 0.00207 | 3 | 80.3 ± 1.5 |" in fair
+    assert (
+        "`--lr auto` within the best two (mean over SST-2 and RTE): SuperPos-Prompt yes (rank 1 of 3); "
+        "simple prompt tuning yes (rank 1 of 3); Residual prompt tuning pending." in fair
+    )
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["waiting_for_lr"] == {MODEL: 18}
     assert (tmp_path / "results" / "paired.csv").read_text().startswith("model,task,baseline")
+    print(fair)  # shown with -s: the section as a reader sees it
     fair_report.write_outputs([], tmp_path / "results", doc)  # regenerating replaces only its own section
     assert doc_sections.section(doc.read_text(), doc_sections.APPENDIX) == appendix
 
