@@ -4,10 +4,15 @@ Pure planning, no training: experiments/run_fair.py (the driver) trains what :fu
 experiments/fair_report.py reads the same plan to say what is still missing. Why each choice is made: see the
 driver's module docstring.
 
-The plan depends on finished runs: which learning rate each (model, method) uses for its seeds is chosen from the
-held-out scores of its selection runs, and the selection may ask for more candidates (one more factor of 3 beyond
-the edge). Everything here takes the scores as an argument (``score(run) -> float | None``), so the driver, the
-report and the tests all see one rule.
+The plan depends on finished runs: which learning rate each (model, task, method) uses for its seeds is chosen
+from the held-out scores of that task's selection runs, and the selection may ask for more candidates (one more
+factor of 3 beyond the edge). Everything here takes the scores as an argument (``score(run) -> float | None``), so
+the driver, the report and the tests all see one rule.
+
+The lr is chosen per task, not per (model, method) on a mean over tasks, for two reasons: each task gets each
+method's best lr (the fairer comparison: a method whose best lr differs between tasks is not held to a compromise),
+and a task's answer never waits for another task's selection runs (an RTE run takes ~10x an SST-2 run: with one
+selection over SST-2 and RTE, SST-2's seeds would wait hours for RTE's candidates).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ RUNS = ROOT / "experiments" / "runs" / "fair"
 MODELS: dict[str, tuple[str, ...]] = {"smollm2-135m": ("sst2", "rte", "cb", "mrpc"), "gemma3-270m": ("sst2", "rte")}
 METHODS = ("superpos", "prompt", "residual")
 SEEDS = (0, 1, 2, 3, 4)
-SELECTION_TASKS = ("sst2", "rte")
 SELECTION_SEED = 0
 LR_FACTOR = 3.0
 FIRST_CANDIDATES = (0, -1, 1)  # exponents k of lr = auto * 3**k, in the order they are trained (auto first)
@@ -109,10 +113,10 @@ class Run:
 
 @dataclass(frozen=True)
 class Selection:
-    """Where the selection of one (model, method) stands, given the candidates' scores."""
+    """Where the selection of one (model, task, method) stands, given the candidates' scores."""
 
     candidates: tuple[int, ...]  # exponents k run or to run, ascending
-    scores: dict[int, float | None]  # k -> mean best held-out score over the selection tasks (None: not all done)
+    scores: dict[int, float | None]  # k -> the candidate's best held-out score on the task (None: not finished)
     chosen: int | None  # the winner's k once every candidate is scored and no extension is due
     extensions: int
 
@@ -132,8 +136,8 @@ def ranked(scores: Mapping[int, float | None]) -> list[int]:
 
 
 def select(score_of: Callable[[int], float | None]) -> Selection:
-    """Run the selection rule on the candidates' scores (``score_of(k)``: mean best held-out score, None while any
-    of its runs is unfinished): start with {auto/3, auto, 3 auto}; a winner at an edge adds one more factor of 3 on
+    """Run the selection rule on the candidates' scores (``score_of(k)``: the candidate run's best held-out score,
+    None while it is unfinished): start with {auto/3, auto, 3 auto}; a winner at an edge adds one more factor of 3 on
     that side (at most MAX_EXTENSIONS in all) and the choice is made again."""
     candidates = sorted(FIRST_CANDIDATES)
     extensions = 0
@@ -159,13 +163,13 @@ ScoreFn = Callable[[Run], "float | None"]
 class ModelPlan:
     model: str
     autos: dict[str, float]
-    selections: dict[str, Selection] = field(default_factory=dict)
+    selections: dict[tuple[str, str], Selection] = field(default_factory=dict)  # (task, method) -> its selection
     selection_runs: list[Run] = field(default_factory=list)
-    seed_runs: list[Run] = field(default_factory=list)  # for methods whose lr is chosen
-    waiting: dict[str, int] = field(default_factory=dict)  # method -> seed runs not planned yet (lr not chosen)
+    seed_runs: list[Run] = field(default_factory=list)  # for (task, method)s whose lr is chosen
+    waiting: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, method) -> seed runs not planned yet
 
-    def chosen_lr(self, method: str) -> float | None:
-        chosen = self.selections[method].chosen
+    def chosen_lr(self, task: str, method: str) -> float | None:
+        chosen = self.selections[(task, method)].chosen
         return None if chosen is None else candidate_lr(self.autos[method], chosen)
 
 
@@ -174,51 +178,53 @@ def selection_run(model: str, task: str, method: str, auto: float, k: int) -> Ru
 
 
 def plan_model(model: str, autos: Mapping[str, float], score: ScoreFn) -> ModelPlan:
-    """The runs of one model as far as the finished runs decide them (``score``: a run's best held-out score)."""
+    """The runs of one model as far as the finished runs decide them (``score``: a run's best held-out score), in
+    training priority: task by task (MODELS order), each task's selection runs (auto first, then its neighbours, then
+    extensions; methods interleaved), then its seed runs (seed-major, methods interleaved). The chosen lr's
+    selection run is that (task, method)'s seed-0 run of the comparison."""
     plan = ModelPlan(model, dict(autos))
-    for method in METHODS:
-
-        def mean_score(k: int, method: str = method) -> float | None:
-            values = [score(selection_run(model, t, method, autos[method], k)) for t in SELECTION_TASKS]
-            return None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
-
-        plan.selections[method] = select(mean_score)
-    # Selection runs: auto first, then its neighbours, then extensions; methods interleaved, SST-2 before RTE.
-    order = [*FIRST_CANDIDATES, *sorted({k for s in plan.selections.values() for k in s.candidates}, key=abs)]
-    for k in dict.fromkeys(order):
-        for task in SELECTION_TASKS:
-            for method in METHODS:
-                if k in plan.selections[method].candidates:
-                    plan.selection_runs.append(selection_run(model, task, method, autos[method], k))
     for task in MODELS[model]:
+        for method in METHODS:
+
+            def task_score(k: int, task: str = task, method: str = method) -> float | None:
+                return score(selection_run(model, task, method, autos[method], k))
+
+            plan.selections[(task, method)] = select(task_score)
+        candidates = {k for m in METHODS for k in plan.selections[(task, m)].candidates}
+        for k in dict.fromkeys([*FIRST_CANDIDATES, *sorted(candidates, key=abs)]):
+            for method in METHODS:
+                if k in plan.selections[(task, method)].candidates:
+                    plan.selection_runs.append(selection_run(model, task, method, autos[method], k))
         for seed in SEEDS:  # seed-major: a grid cut short still compares every method on the seeds it has
-            if task in SELECTION_TASKS and seed == SELECTION_SEED:
+            if seed == SELECTION_SEED:
                 continue  # the chosen lr's selection run is this run
             for method in METHODS:
-                lr = plan.chosen_lr(method)
+                lr = plan.chosen_lr(task, method)
                 if lr is None:
-                    plan.waiting[method] = plan.waiting.get(method, 0) + 1
+                    plan.waiting[(task, method)] = plan.waiting.get((task, method), 0) + 1
                 else:
                     plan.seed_runs.append(Run(model, task, method, seed, lr))
     return plan
 
 
+def is_chosen(plan: ModelPlan, run: Run) -> bool:
+    """Whether ``run`` is the chosen lr's selection run of its (task, method)."""
+    return run.k is not None and run.k == plan.selections[(run.task, run.method)].chosen
+
+
 def comparison_runs(plan: ModelPlan) -> list[Run]:
     """The runs the comparison tables use: every seed run plus the chosen lr's selection runs (seed 0)."""
-    chosen = [
-        r
-        for r in plan.selection_runs
-        if plan.selections[r.method].chosen is not None and r.k == plan.selections[r.method].chosen
-    ]
-    return chosen + plan.seed_runs
+    return [r for r in plan.selection_runs if is_chosen(plan, r)] + plan.seed_runs
 
 
 def ordered_runs(plans: Sequence[ModelPlan]) -> list[Run]:
-    """Every run known so far, in training priority: per model (in MODELS order) its selection runs, then its seed
-    runs task by task (SST-2, RTE, CB, MRPC)."""
+    """Every run known so far, in training priority: per model (in MODELS order), per task (in MODELS order) the
+    task's selection runs, then its seed runs; so a model's first task is complete before its second one starts
+    (the driver lets a free slot take the next ready run while a task's seeds wait for its selection)."""
     out: list[Run] = []
     for plan in plans:
-        out += plan.selection_runs + plan.seed_runs
+        for task in MODELS[plan.model]:
+            out += [r for r in plan.selection_runs + plan.seed_runs if r.task == task]
     return list(dict.fromkeys(out))
 
 

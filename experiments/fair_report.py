@@ -21,6 +21,8 @@ Statistics (functions below, tested in tests/test_fair_report.py):
   held-out score at its final evaluation (step 160); the median over seeds, a seed that never reaches it counting
   as later than every step (so the median is "not reached" when half or more never do).
 - The issue's "conclusive" rule: a pooled CI that excludes 0, or is narrower than +-2 pp.
+- Learning-rate selection per (model, task, method): each candidate's best held-out score on that task (seed 0)
+  and its rank there; ``--lr auto`` within the best two per task (the issue's transfer check: Gemma-3-270M, SST-2).
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
             for run, fair in loaded.items()
             if fair is not None
             and (run.task, run.method, run.seed) in chosen
-            and (run.k is None or run.k == plan.selections[run.method].chosen)
+            and (run.k is None or fp.is_chosen(plan, run))
         }
         selection = {run: fair for run, fair in loaded.items() if fair is not None and run.k is not None}
         planned = len(fp.MODELS[plan.model]) * len(fp.METHODS) * len(fp.SEEDS)
@@ -200,7 +202,7 @@ def method_rows(data: ModelData) -> list[dict[str, Any]]:
                     "model": data.plan.model,
                     "task": task,
                     "method": method,
-                    "lr": data.plan.chosen_lr(method),
+                    "lr": data.plan.chosen_lr(task, method),
                     "metric": runs[0].metric if runs else None,
                     "seeds": [r.seed for r in runs],
                     "val_best_mean": best,
@@ -276,38 +278,40 @@ def reach_rows(data: ModelData) -> list[dict[str, Any]]:
 
 
 def selection_rows(data: ModelData) -> list[dict[str, Any]]:
+    """One row per (task, method, candidate): its best held-out score (seed 0), its rank on that task (1 = chosen,
+    once the task's selection is done), whether it is ``--lr auto``'s value and whether it was chosen."""
     rows = []
     plan = data.plan
-    for method in fp.METHODS:
-        selection = plan.selections[method]
-        for k in selection.candidates:
-            per_task = {}
-            for task in fp.SELECTION_TASKS:
+    for task in fp.MODELS[plan.model]:
+        for method in fp.METHODS:
+            selection = plan.selections[(task, method)]
+            for k in selection.candidates:
                 run = data.selection.get(fp.selection_run(plan.model, task, method, plan.autos[method], k))
-                per_task[task] = None if run is None else run.heldout_best
-            sst2 = {
-                c: data.selection.get(fp.selection_run(plan.model, "sst2", method, plan.autos[method], c))
-                for c in selection.candidates
-            }
-            sst2_scores = {c: None if r is None else r.heldout_best for c, r in sst2.items()}
-            sst2_order = fp.ranked(sst2_scores) if all(v is not None for v in sst2_scores.values()) else []
-            rows.append(
-                {
-                    "model": plan.model,
-                    "method": method,
-                    "k": k,
-                    "lr": fp.candidate_lr(plan.autos[method], k),
-                    "auto_lr": plan.autos[method],
-                    "is_auto": k == 0,
-                    **{f"heldout_{t}": v for t, v in per_task.items()},
-                    "mean": selection.scores.get(k),
-                    "rank": selection.rank_of(k),
-                    "rank_sst2": sst2_order.index(k) + 1 if k in sst2_order else None,
-                    "chosen": selection.chosen == k,
-                    "selection_done": selection.done,
-                }
-            )
+                rows.append(
+                    {
+                        "model": plan.model,
+                        "task": task,
+                        "method": method,
+                        "k": k,
+                        "lr": fp.candidate_lr(plan.autos[method], k),
+                        "auto_lr": plan.autos[method],
+                        "is_auto": k == 0,
+                        "heldout": None if run is None else run.heldout_best,
+                        "rank": selection.rank_of(k),
+                        "candidates": len(selection.candidates),
+                        "chosen": selection.chosen == k,
+                        "selection_done": selection.done,
+                    }
+                )
     return rows
+
+
+def auto_checks(data: ModelData, task: str) -> dict[str, tuple[int | None, int]]:
+    """Per method on ``task``: ``--lr auto``'s rank among the final candidates (None while the selection runs) and
+    their number; within the best two = the issue's check of the derived default."""
+    return {
+        r["method"]: (r["rank"], r["candidates"]) for r in selection_rows(data) if r["task"] == task and r["is_auto"]
+    }
 
 
 def missing(data: ModelData) -> tuple[list[str], int]:

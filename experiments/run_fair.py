@@ -19,20 +19,25 @@ Protocol (the plan itself is data in experiments/fair_plan.py; every run is one 
   steps of 8, so no method is judged on a repeated small subset) and ~190 held out (enough to rank adapters). CB
   has 250 training examples: all of them (``--train-limit 0``) with ``--holdout-fraction 0.2`` (~200 + 50). The
   seed draws the subset and the split, so all methods of one seed see the same data (pairs are paired on data).
-- **Learning rate per (model, method), on held-out scores only**: equal learning rates are not equal treatment
-  (one AdamW step at lr 1e-2 moves a SuperPos prompt ~10x further than a simple prompt on SmolLM2,
+- **Learning rate per (model, task, method), on that task's held-out scores only**: equal learning rates are not
+  equal treatment (one AdamW step at lr 1e-2 moves a SuperPos prompt ~10x further than a simple prompt on SmolLM2,
   docs/DEFAULTS_STUDY.md). Candidates {auto/3, auto, 3 auto}, ``auto`` = the method's ``--lr auto`` on that model
-  (superpos_trainer.auto_defaults, computed once and recorded in ``<model>/auto_lr.json``), run on SST-2 and RTE
-  with seed 0; the lr with the best mean over the two tasks of each run's best held-out score wins (tie: the
-  smaller lr). A winner at an edge of the candidates adds one more factor of 3 on that side (at most twice in all)
-  and the choice is made again. The rank of ``auto`` in the final candidates answers the issue's "derived default
-  within the best two" check. Selection runs are seed-0 runs of the same budget, so the winner's runs ARE the
-  (SST-2/RTE, method, seed 0) runs of the comparison (no re-run).
-- **Then 5 seeds** (0..4) x 3 methods at each method's chosen lr: SmolLM2-135M on SST-2, RTE, CB, MRPC;
-  Gemma-3-270M (base) on SST-2 and RTE.
-- **Order** (the grid takes many hours; whatever finishes first answers the most): SmolLM2 selection, SmolLM2
-  SST-2 seeds, RTE seeds, CB, MRPC, then Gemma selection and its SST-2 and RTE seeds; seed-major within a task. With
-  ``--jobs N`` a slot that finds nothing ready (seeds waiting on an unfinished selection) takes the next ready run.
+  (superpos_trainer.auto_defaults, computed once and recorded in ``<model>/auto_lr.json``), run on the task with
+  seed 0; the lr whose run has the best held-out score (its best adapter's) wins (tie: the smaller lr). A winner at
+  an edge of the candidates adds one more factor of 3 on that side (at most twice in all) and the choice is made
+  again. Per task rather than once per (model, method) on the mean over SST-2 and RTE: each task gets each method's
+  best lr (fairer), and a task's answer never waits for another task's selection (an RTE run takes ~10x an SST-2
+  run, so SST-2's comparison would otherwise wait hours for RTE's candidates). The rank of ``auto`` among the final
+  candidates answers the issue's "derived default within the best two" check (Gemma-3-270M: on SST-2). Selection
+  runs are seed-0 runs of the same budget, so the winner's run IS the (task, method, seed 0) run of the comparison
+  (no re-run).
+- **Then seeds 1..4** x 3 methods at each (task, method)'s chosen lr, with the winner as seed 0: SmolLM2-135M on
+  SST-2, RTE, CB, MRPC; Gemma-3-270M (base) on SST-2 and RTE.
+- **Order** (the grid takes many hours; whatever finishes first answers the most): per model (SmolLM2, then Gemma),
+  per task in that order: the task's selection runs (auto first, then its neighbours, then extensions; methods
+  interleaved), then its seed runs (seed-major, methods interleaved); then the next task. So SmolLM2's SST-2 is
+  complete before its RTE starts, except that with ``--jobs N`` a slot that finds nothing ready (seeds waiting on
+  an unfinished selection) takes the next ready run.
 
 Runs go to ``experiments/runs/fair/<model>/<task>/<method>-lr<lr>-seed<s>/``: ``experiment.json`` (what the run
 is, the command, the git commit and a source hash of the trainer's tree at its start), ``stdout.log`` and the
@@ -85,8 +90,8 @@ def plan_names() -> list[str]:
 
 
 def plan_filter(name: str) -> Callable[[fp.Run], bool]:
-    """Which runs a plan holds: ``all``; ``<model>`` (its selection and seeds); ``<model>-select``; ``<model>-<task>``
-    (that task's seed runs, plus its selection runs when it is a selection task, which they depend on)."""
+    """Which runs a plan holds: ``all``; ``<model>`` (its selections and seeds); ``<model>-select`` (the selection
+    runs of all its tasks); ``<model>-<task>`` (that task's selection and seed runs: nothing of another task)."""
     if name == "all":
         return lambda run: True
     for model, short in SHORT.items():
@@ -96,7 +101,7 @@ def plan_filter(name: str) -> Callable[[fp.Run], bool]:
             return lambda run: run.model == model and run.k is not None
         task = name.removeprefix(f"{short}-")
         if name.startswith(f"{short}-") and task in fp.MODELS[model]:
-            return lambda run: run.model == model and (run.task == task or run.k is not None)
+            return lambda run: run.model == model and run.task == task
     raise ValueError(f"unknown plan {name!r}; choose one of: {', '.join(plan_names())}")
 
 
@@ -361,9 +366,10 @@ class Driver:
         plans = self.plans(autos)
         for plan in plans:
             print(f"# {plan.model}: --lr auto " + ", ".join(f"{m} {v:.4g}" for m, v in plan.autos.items()))
-            for method, selection in plan.selections.items():
-                chosen = "pending" if selection.chosen is None else fp.format_lr(plan.chosen_lr(method) or 0.0)
-                print(f"#   {method}: candidates k={list(selection.candidates)}, chosen lr {chosen}")
+            for (task, method), selection in plan.selections.items():
+                lr = plan.chosen_lr(task, method)
+                chosen = "pending" if lr is None else fp.format_lr(lr)
+                print(f"#   {task} {method}: candidates k={list(selection.candidates)}, chosen lr {chosen}")
             if plan.waiting:
                 print(f"#   seed runs waiting for their lr: {sum(plan.waiting.values())}")
         for run in fp.ordered_runs(plans):

@@ -76,25 +76,40 @@ def test_candidate_lrs_are_the_auto_value_times_powers_of_3_at_3_digits():
     assert fp.format_lr(6.9e-05) == "6.9e-05"
 
 
-def test_seeds_wait_for_their_method_lr_and_the_winner_selection_run_is_seed_0(tmp_path: Path):
+def test_each_task_chooses_its_own_lr_and_its_seeds_do_not_wait_for_another_task(tmp_path: Path):
     score = fp.file_score(tmp_path)
     plan = fp.plan_model("smollm2-135m", AUTOS, score)
-    assert len(plan.selection_runs) == 3 * 2 * 3 and not plan.seed_runs
-    assert plan.waiting == {m: 4 * 5 - 2 for m in fp.METHODS}  # 4 tasks x 5 seeds, minus SST-2/RTE seed 0
-    assert fp.planned_total(plan) == 18 + 54
-    # prompt tuning: auto wins on the mean of SST-2 and RTE (0.8, 0.6) vs (0.9, 0.4) and (0.7, 0.6)
-    for k, (sst2, rte) in {-1: (0.9, 0.4), 0: (0.8, 0.6), 1: (0.7, 0.6)}.items():
-        finish(fp.selection_run("smollm2-135m", "sst2", "prompt", AUTOS["prompt"], k), tmp_path, sst2)
-        finish(fp.selection_run("smollm2-135m", "rte", "prompt", AUTOS["prompt"], k), tmp_path, rte)
+    assert len(plan.selection_runs) == 4 * 3 * 3 and not plan.seed_runs  # 4 tasks x 3 methods x 3 candidates
+    assert plan.waiting == {(t, m): 4 for t in fp.MODELS["smollm2-135m"] for m in fp.METHODS}  # seeds 1-4
+    assert fp.planned_total(plan) == 36 + 48
+
+    def finish_prompt(task: str, scores: dict[int, float]) -> None:
+        for k, best in scores.items():
+            finish(fp.selection_run("smollm2-135m", task, "prompt", AUTOS["prompt"], k), tmp_path, best)
+
+    # prompt tuning on SST-2: auto wins on SST-2's own held-out score; RTE has not run: SST-2's seeds go ahead
+    finish_prompt("sst2", {-1: 0.7, 0: 0.8, 1: 0.6})
     plan = fp.plan_model("smollm2-135m", AUTOS, score)
-    assert plan.chosen_lr("prompt") == 0.00129 and plan.chosen_lr("superpos") is None
+    assert plan.chosen_lr("sst2", "prompt") == 0.00129 and plan.chosen_lr("rte", "prompt") is None
     prompt_runs = [r for r in plan.seed_runs if r.method == "prompt"]
-    assert len(prompt_runs) == 18 and {r.lr for r in prompt_runs} == {0.00129}
-    assert ("sst2", 0) not in {(r.task, r.seed) for r in prompt_runs}  # the selection run is that run
-    assert ("cb", 0) in {(r.task, r.seed) for r in prompt_runs}
-    comparison = fp.comparison_runs(plan)
-    assert {(r.task, r.seed) for r in comparison if r.k is not None} == {("sst2", 0), ("rte", 0)}
-    assert {r.lr for r in comparison} == {0.00129}
+    assert [(r.task, r.seed, r.lr) for r in prompt_runs] == [("sst2", s, 0.00129) for s in (1, 2, 3, 4)]
+    order = [r.key for r in fp.ordered_runs([plan])]
+    last_sst2 = max(i for i, key in enumerate(order) if "/sst2/" in key)
+    assert last_sst2 < min(i for i, key in enumerate(order) if "/rte/" in key)  # SST-2 complete before RTE
+    # RTE: auto/3 wins at the edge, the extension (auto/9) scores lower: RTE's lr is auto/3, SST-2's stays auto
+    finish_prompt("rte", {-1: 0.6, 0: 0.5, 1: 0.4})
+    assert fp.plan_model("smollm2-135m", AUTOS, score).selections[("rte", "prompt")].candidates == (-2, -1, 0, 1)
+    finish_prompt("rte", {-2: 0.55})
+    plan = fp.plan_model("smollm2-135m", AUTOS, score)
+    assert (plan.chosen_lr("sst2", "prompt"), plan.chosen_lr("rte", "prompt")) == (0.00129, 0.00043)
+    prompt_runs = [r for r in plan.seed_runs if r.method == "prompt"]
+    assert {(r.task, r.lr) for r in prompt_runs} == {("sst2", 0.00129), ("rte", 0.00043)} and len(prompt_runs) == 8
+    assert plan.waiting[("cb", "prompt")] == 4 and plan.waiting[("rte", "superpos")] == 4
+    comparison = [r for r in fp.comparison_runs(plan) if r.k is not None]  # the winners' runs are seed 0
+    assert {(r.task, r.method, r.seed, r.k) for r in comparison} == {("sst2", "prompt", 0, 0), ("rte", "prompt", 0, -1)}
+    # the order within a task: auto, then its neighbours, then extensions; methods interleaved
+    rte = [(r.method, r.k) for r in plan.selection_runs if r.task == "rte"]
+    assert rte[:6] == [(m, k) for k in (0, -1) for m in fp.METHODS] and rte[-1] == ("prompt", -2)
 
 
 # ---- commands and resume decisions -------------------------------------------------------------------------------
@@ -105,7 +120,7 @@ def test_dry_run_prints_the_protocol_commands_in_priority_order(tmp_path: Path, 
     assert driver(tmp_path, "smollm2").main() == 0
     out = capsys.readouterr().out
     commands = [line.strip() for line in out.splitlines() if line.startswith("    ")]
-    assert len(commands) == 18  # only the selection runs: every seed run waits for its lr
+    assert len(commands) == 4 * 9  # only the selection runs (per task): every seed run waits for its lr
     first = commands[0].split()
     assert first[1:4] == ["-m", "superpos_trainer.cli", "train"]
     options = dict(zip(first[4:-1:2], first[5:-1:2], strict=True))
@@ -119,8 +134,11 @@ def test_dry_run_prints_the_protocol_commands_in_priority_order(tmp_path: Path, 
     }  # fmt: skip
     assert first[-1] == "--no-progress"
     order = [line.split()[1] for line in out.splitlines() if line.startswith("start")]
-    assert order[:6] == [f"smollm2-135m/{t}/{m}-lr{lr}-seed0" for t in ("sst2", "rte") for m, lr in
-                         (("superpos", "0.00207"), ("prompt", "0.00129"), ("residual", "0.0483"))]  # fmt: skip
+    autos = (("superpos", "0.00207"), ("prompt", "0.00129"), ("residual", "0.0483"))
+    assert order[:3] == [f"smollm2-135m/sst2/{m}-lr{lr}-seed0" for m, lr in autos]
+    assert all("/sst2/" in key for key in order[:9])  # SST-2's candidates, then RTE's (auto first)
+    assert order[9:12] == [f"smollm2-135m/rte/{m}-lr{lr}-seed0" for m, lr in autos]
+    assert "#   rte prompt: candidates k=[-1, 0, 1], chosen lr pending" in out
     assert not (tmp_path / "driver.log").exists()  # a dry run writes nothing
 
 
@@ -183,8 +201,13 @@ def test_scheduler_claims_in_order_counts_runs_trained_elsewhere_and_skips_failu
 def test_plans_select_subsets():
     keep = run_fair.plan_filter("smollm2-rte")
     assert keep(fp.Run("smollm2-135m", "rte", "prompt", 3, 0.001))
-    assert keep(fp.Run("smollm2-135m", "sst2", "prompt", 0, 0.001, k=0))  # its lr depends on the selection
+    assert keep(fp.Run("smollm2-135m", "rte", "prompt", 0, 0.001, k=0))  # RTE's own selection
+    assert not keep(fp.Run("smollm2-135m", "sst2", "prompt", 0, 0.001, k=0))  # another task's selection: not needed
     assert not keep(fp.Run("smollm2-135m", "sst2", "prompt", 3, 0.001))
+    select = run_fair.plan_filter("smollm2-select")
+    assert select(fp.Run("smollm2-135m", "cb", "prompt", 0, 0.001, k=1)) and not select(
+        fp.Run("smollm2-135m", "cb", "prompt", 1, 0.001)
+    )
     assert not keep(fp.Run("gemma3-270m", "rte", "prompt", 3, 0.001))
     assert run_fair.models_of("gemma-sst2") == ["gemma3-270m"]
     with pytest.raises(ValueError, match="unknown plan 'smollm2-cola'"):
@@ -220,7 +243,9 @@ run.mkdir(parents=True, exist_ok=True)
 (run / "config.json").write_text("{}")
 if "--seed" in args and args[args.index("--seed") + 1] == "4":
     sys.exit(2)  # one run fails: it must not be retried, nor stop the others
-(run / "results.json").write_text(json.dumps({"best_metric": 0.5, "main_metric": "accuracy"}))
+# atomically, as the trainer does: the driver may read the file while this process writes it
+(run / "results.tmp").write_text(json.dumps({"best_metric": 0.5, "main_metric": "accuracy"}))
+(run / "results.tmp").replace(run / "results.json")
 """
 
 
@@ -238,14 +263,16 @@ def test_driver_trains_the_selection_extends_it_then_the_seeds(tmp_path: Path, m
     assert d.main() == 1  # a run failed
     # every candidate scores 0.5: the smaller lr wins each time, at the low edge, so the selection extends twice
     plan = fp.plan_model("smollm2-135m", AUTOS, fp.file_score(tmp_path))
-    assert all(s.chosen == -3 and s.candidates == (-3, -2, -1, 0, 1) for s in plan.selections.values())
+    assert all(plan.selections[("sst2", m)].chosen == -3 for m in fp.METHODS)
+    assert all(plan.selections[("sst2", m)].candidates == (-3, -2, -1, 0, 1) for m in fp.METHODS)
+    assert plan.selections[("rte", "prompt")].chosen is None  # SST-2's comparison never waited for RTE
     done = sorted(p.parent.parent.name for p in tmp_path.glob("smollm2-135m/*/*/run/results.json"))
-    assert len(done) == 3 * 5 * 2 + 3 * 3  # selection (5 candidates x 2 tasks), SST-2 seeds 1-3
+    assert len(done) == 3 * 5 + 3 * 3  # SST-2's selection (5 candidates), SST-2 seeds 1-3
     failed = sorted(p.name for p in tmp_path.glob("smollm2-135m/sst2/*-seed4"))
     assert len(failed) == 3 and not any(
         (tmp_path / "smollm2-135m/sst2" / f / "run/results.json").exists() for f in failed
     )
-    assert not list(tmp_path.glob("smollm2-135m/rte/*-seed1"))  # the plan holds SST-2's seeds only
+    assert not list(tmp_path.glob("smollm2-135m/rte/*"))  # the plan holds SST-2's runs only: no RTE selection
     spec = json.loads((tmp_path / "smollm2-135m/sst2/prompt-lr4.78e-05-seed2/experiment.json").read_text())
     assert spec["lr"] == 4.78e-05 and spec["auto_lr"] == AUTOS["prompt"] and spec["phase"] == "seeds"
     assert spec["command"].startswith("superpos train --model smollm2-135m --task sst2 --method prompt --seed 2")
