@@ -1,0 +1,126 @@
+"""Where a training step and an evaluation of the long-budget run spend their time (issue 16); not a test.
+
+Builds the trainer ``superpos train`` builds for docs/EXPERIMENTS.md's long-budget run (SmolLM2-135M, SST-2,
+SuperPos n=10 m=128, batch 8, max length 64, rank evaluation of 64 examples) and reports, per phase:
+
+* ``steps``: the first ``--steps`` planned optimizer steps (``Trainer.run_step``, the real batches), each timed, then
+  the same steps replayed: a first pass much slower than the replay means per-shape warm-up (new sequence lengths).
+* ``eval``: ``--evals`` evaluations of the validation subset.
+* ``--torch-profile FILE``: a torch.profiler table (self CPU time per op) of ``--profile-steps`` more steps and
+  one evaluation, written to FILE.
+
+Wall and CPU seconds are both printed; on a busy machine only the CPU seconds and the shares mean anything, and
+none of it is a result (bench/RESULTS.md says how figures are taken). About 1-2 minutes at 1 thread.
+
+    OMP_NUM_THREADS=1 python bench/e2e_profile.py --steps 8 --evals 2 --torch-profile /tmp/profile.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def long_budget_trainer(model: str, bf16: str) -> Any:
+    """The trainer of the long-budget run (docs/EXPERIMENTS.md's options), without a run folder."""
+    from superpos_trainer.config import TrainConfig, default_data_dir
+    from superpos_trainer.models import load_model
+    from superpos_trainer.runner import check_device, load_task_data
+    from superpos_trainer.train import Trainer
+
+    config = TrainConfig(
+        model=model,
+        task="sst2",
+        method="superpos",
+        batch_size=8,
+        max_steps=160,
+        epochs=100,
+        train_limit=512,
+        eval_limit=64,
+        eval_steps=20,
+        eval_mode="rank",
+        num_prompt_tokens=10,
+        num_sampled_tokens=128,
+        dropout="off",
+        save_steps=20,
+        seed=0,
+        max_length=64,
+        bf16=bf16,
+        progress=False,
+        data_dir=default_data_dir(),
+    ).resolved()
+    task, train, evaluation, holdout = load_task_data(config)
+    device = check_device(config.device)
+    torch.manual_seed(config.seed)
+    loaded = load_model(config.model, config.model_type, device)
+    return Trainer.from_config(config, task, (train, evaluation, holdout), loaded, device=device)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(wall seconds, process CPU seconds)`` of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def report(name: str, times: list[tuple[float, float]]) -> None:
+    walls, cpus = [t[0] for t in times], [t[1] for t in times]
+    print(
+        f"{name:<24} n={len(times):<3} wall median {statistics.median(walls):.3f} s (sum {sum(walls):.2f}), "
+        f"cpu median {statistics.median(cpus):.3f} s (sum {sum(cpus):.2f})",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--bf16", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument("--steps", type=int, default=8, help="planned steps timed, then replayed")
+    parser.add_argument("--evals", type=int, default=2)
+    parser.add_argument("--torch-profile", default=None, help="write a torch.profiler table here")
+    parser.add_argument("--profile-steps", type=int, default=3)
+    parser.add_argument("--fp32-frozen", action="store_true", help="leave the frozen weights fp32 (the old way)")
+    args = parser.parse_args()
+    if args.fp32_frozen:  # autocast then casts every frozen weight at every forward, as before frozen_weights.py
+        import superpos_trainer.train
+
+        superpos_trainer.train.keep_frozen_in_bf16 = lambda model, enabled: 0
+
+    trainer = long_budget_trainer(args.model, args.bf16)
+    print(f"bf16 autocast: {trainer.bf16}; threads {torch.get_num_threads()}", flush=True)
+    plan = trainer.epoch_plan(0)[: args.steps]
+    lengths = [max(len(trainer.train_encoded[i].source_ids) for i in g[0]) for g in plan]
+    print(f"longest source per step: {lengths}", flush=True)
+    first = [timed(lambda g=g: trainer.run_step(g)) for g in plan]
+    replay = [timed(lambda g=g: trainer.run_step(g)) for g in plan]
+    report("steps, first pass", first)
+    report("steps, replayed", replay)
+    batches = [trainer.make_batch(g[0]) for g in plan]
+    bare = [timed(lambda b=b: trainer.accumulate(b)) for b in batches]
+    report("forward+backward only", bare)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    report("evaluation", [timed(trainer.evaluate) for _ in range(args.evals)])
+
+    if args.torch_profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for g in plan[: args.profile_steps]:
+                trainer.run_step(g)
+        steps_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.evaluate()
+        eval_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        with open(args.torch_profile, "w", encoding="utf-8") as f:
+            f.write(f"== {args.profile_steps} training steps ==\n{steps_table}\n== one evaluation ==\n{eval_table}\n")
+        print(f"torch.profiler tables in {args.torch_profile}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
