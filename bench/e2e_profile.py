@@ -90,7 +90,7 @@ def main() -> None:
     if args.fp32_frozen:  # autocast then casts every frozen weight at every forward, as before frozen_weights.py
         import superpos_trainer.train
 
-        superpos_trainer.train.keep_frozen_in_bf16 = lambda model, enabled: 0
+        superpos_trainer.train.cache_frozen_bf16 = lambda model, enabled: 0
 
     trainer = long_budget_trainer(args.model, args.bf16)
     print(f"bf16 autocast: {trainer.bf16}; threads {torch.get_num_threads()}", flush=True)

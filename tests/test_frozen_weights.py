@@ -1,10 +1,9 @@
-"""Frozen matmul weights stored in bf16 under bf16 autocast (frozen_weights.py): the same numbers, bit for bit, as
-autocast casting the fp32 weights at every call; the tied embedding table stays fp32; undone for fp32 and full
-fine-tuning trainers built later on the same model."""
+"""A bf16 copy of the frozen matmul weights under bf16 autocast (frozen_weights.py): the same numbers, bit for bit,
+as autocast casting the fp32 weights at every call; the fp32 parameters (tied embedding table included) untouched;
+an ordinary nn.Linear outside autocast or with trainable weights; a stale copy rebuilt."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import pytest
@@ -12,7 +11,7 @@ import superpos_trainer.train as train_module
 import torch
 from superpos_trainer.data import load_examples
 from superpos_trainer.evaluate import evaluate, rank_scores
-from superpos_trainer.frozen_weights import STASH, keep_frozen_in_bf16
+from superpos_trainer.frozen_weights import Bf16CachedLinear, cache_frozen_bf16
 from superpos_trainer.models import load_model
 from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
@@ -31,8 +30,9 @@ def _trainer(model_path, loaded=None, **overrides):
     return Trainer.from_config(config, task, (train, validation), loaded)
 
 
-def _linear_dtypes(model: nn.Module) -> set[torch.dtype]:
-    return {m.weight.dtype for m in model.modules() if isinstance(m, nn.Linear)}
+def _copies(model: nn.Module) -> list[object]:
+    """Each Linear's bf16 copy (None: none made); an empty list: no Linear of the model keeps one."""
+    return [m._bf16_copy for m in model.modules() if isinstance(m, Bf16CachedLinear)]
 
 
 def _train_and_evaluate(trainer: Trainer) -> tuple[list[float], dict, torch.Tensor, list[str], list[str]]:
@@ -56,13 +56,14 @@ def _train_and_evaluate(trainer: Trainer) -> tuple[list[float], dict, torch.Tens
 def test_training_and_evaluation_are_bitwise_unchanged(kind, method, tiny_llama, tiny_t5, monkeypatch):
     path = tiny_llama if kind == "llama" else tiny_t5
     cached = _trainer(path, method=method, bf16="on", eval_mode="generate")
-    assert _linear_dtypes(cached.loaded.model) == {torch.bfloat16}  # the cache is really in use
     with monkeypatch.context() as patch:  # the reference: autocast casts the fp32 weights at every call
-        patch.setattr(train_module, "keep_frozen_in_bf16", lambda model, enabled: 0)
+        patch.setattr(train_module, "cache_frozen_bf16", lambda model, enabled: 0)
         plain = _trainer(path, method=method, bf16="on", eval_mode="generate")
-    assert _linear_dtypes(plain.loaded.model) == {torch.float32}
+    assert _copies(plain.loaded.model) == []
 
     got, want = _train_and_evaluate(cached), _train_and_evaluate(plain)
+    copies = _copies(cached.loaded.model)  # the copies were really used: one per Linear, all bf16
+    assert copies and all(c is not None and c[1].dtype == torch.bfloat16 for c in copies)
     assert got[0] == want[0]  # the losses of every step
     assert got[1].keys() == want[1].keys()
     for name, tensor in got[1].items():  # the trained (and saved) tensors: fp32 (or the ids), equal bit for bit
@@ -72,47 +73,58 @@ def test_training_and_evaluation_are_bitwise_unchanged(kind, method, tiny_llama,
     assert got[3] == want[3] and got[4] == want[4]  # ranked and generated outputs
 
 
-def test_tied_head_gets_its_own_copy_and_the_table_stays_fp32(tiny_llama):
+def test_parameters_stay_fp32_and_tied(tiny_llama):
     loaded = load_model(str(tiny_llama))
-    model, table = loaded.model, loaded.embedding.weight
+    model = loaded.model
+    before = {name: p.detach().clone() for name, p in model.state_dict().items()}
+    trainer = _trainer(tiny_llama, loaded, bf16="on")
+    trainer.run_step(trainer.epoch_plan(0)[0])
     head = model.get_output_embeddings()
-    assert head.weight is table  # the tiny Llama ties them
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    count = sum(p.numel() for p in model.parameters())
-
-    assert keep_frozen_in_bf16(model, True) > 0
-    assert loaded.embedding.weight is table and table.dtype == torch.float32
-    assert head.weight.dtype == torch.bfloat16 and torch.equal(head.weight, table.detach().to(torch.bfloat16))
-    assert sum(p.numel() for p in model.parameters()) == count  # the logged parameter count is unchanged
-    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "norm" in n)
-    assert keep_frozen_in_bf16(model, True) == keep_frozen_in_bf16(model, True)  # a second call changes nothing
-
-    keep_frozen_in_bf16(model, False)
-    assert head.weight is table  # the tie is back
-    assert not hasattr(model, STASH)
-    after = dict(model.named_parameters())
+    assert isinstance(head, Bf16CachedLinear) and head.weight is loaded.embedding.weight  # still tied
+    assert head._bf16_copy is not None and torch.equal(head._bf16_copy[1], head.weight.detach().to(torch.bfloat16))
+    after = model.state_dict()
     assert after.keys() == before.keys()
-    assert all(after[n].dtype == torch.float32 and torch.equal(after[n], before[n]) for n in before)
+    assert all(after[n].dtype == before[n].dtype and torch.equal(after[n], before[n]) for n in before)
 
 
-def test_later_fp32_and_full_trainers_get_the_fp32_weights_back(tiny_llama):
+def _linear() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(8, 4).requires_grad_(False)
+
+
+def test_outside_autocast_and_when_trained_it_is_a_plain_linear():
+    layer, x = _linear(), torch.randn(3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = layer(x)
+    assert cache_frozen_bf16(layer, False) == 0 and type(layer) is nn.Linear
+    assert cache_frozen_bf16(layer, True) == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(layer(x), want)
+    assert layer(x).dtype == torch.float32  # fp32 outside autocast: the fp32 weights, as nn.Linear
+    assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    layer.requires_grad_(True)  # a trained weight: autocast's own cast (gradients reach the fp32 weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x).float().sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.dtype == torch.float32
+
+
+def test_a_changed_weight_gets_a_new_copy_and_inference_copies_train():
+    layer, x = _linear(), torch.randn(3, 8, requires_grad=True)
+    cache_frozen_bf16(layer, True)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x.detach())  # the first copy is made during an evaluation
+    with torch.no_grad():
+        layer.weight.mul_(2)  # an in-place update (load_state_dict copies in place too)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+        got.float().sum().backward()  # the copy can be saved for backward (not an inference tensor)
+    assert torch.equal(layer._bf16_copy[1], layer.weight.to(torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    assert torch.equal(got, want)
+
+
+def test_full_fine_tuning_is_left_alone(tiny_llama):
     loaded = load_model(str(tiny_llama))
-    original = {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
-    _trainer(tiny_llama, loaded, bf16="on")
-    assert _linear_dtypes(loaded.model) == {torch.bfloat16}
-    copied = copy.deepcopy(loaded.model)  # a copy carries the fp32 originals (the benches copy models)
-
-    _trainer(tiny_llama, loaded, bf16="off")
-    assert _linear_dtypes(loaded.model) == {torch.float32}
-    assert all(torch.equal(p, original[n]) for n, p in loaded.model.named_parameters())
-
-    keep_frozen_in_bf16(copied, False)
-    assert all(torch.equal(p, original[n]) for n, p in copied.named_parameters())
-
-
-def test_full_fine_tuning_keeps_fp32_weights(tiny_llama):
-    loaded = load_model(str(tiny_llama))
-    keep_frozen_in_bf16(loaded.model, True)  # an earlier prompt-tuning trainer converted the shared model
-    full = _trainer(tiny_llama, loaded, bf16="on", method="full")
-    assert full.bf16 and _linear_dtypes(loaded.model) == {torch.float32}
-    assert all(p.dtype == torch.float32 for group in full.optimizer.param_groups for p in group["params"])
+    _trainer(tiny_llama, loaded, bf16="on", method="full")
+    assert _copies(loaded.model) == []

@@ -1,92 +1,77 @@
-"""The frozen backbone's matmul weights kept in bf16 while a run uses bf16 autocast: cast once, not at every call.
+"""A bf16 copy of each frozen ``nn.Linear`` weight under bf16 autocast: cast once, not at every call.
 
 Autocast casts an fp32 weight to bf16 at every ``linear`` it feeds and caches the cast only for tensors that require
-grad; a frozen backbone's weights do not, so each forward re-cast all of them (8 % of a SmolLM2-135M train step on
-CPU, issue 16). Stored in bf16, the cast autocast still performs on them is a no-op. The numbers do not change:
-autocast's cast is ``tensor.to(torch.bfloat16)`` (round to nearest even), exactly what is stored here, and a bias is
-cast along with its weight the same way (tests/test_frozen_weights.py checks training and evaluation bit for bit).
+grad; a frozen backbone's weights do not, so every forward re-cast all of them (8 % of a SmolLM2-135M train step on
+CPU, more in evaluation, issue 16). :class:`Bf16CachedLinear` keeps the bf16 copy and hands it to ``F.linear``,
+where autocast's cast of an already-bf16 tensor is a no-op. The numbers do not change: autocast's cast is
+``tensor.to(torch.bfloat16)`` (round to nearest even), exactly the copy kept here, and the bias is cast the same way
+(tests/test_frozen_weights.py checks training and evaluation bit for bit).
 
-Only ``nn.Linear`` weights and biases that do not require grad are stored in bf16: embedding tables (the prompt
-gathers fp32 rows from them) and norms stay fp32. A Linear whose weight is shared with another module (an
-``lm_head`` tied to the input embeddings) keeps the shared fp32 parameter untouched and gets its own bf16 copy as a
-non-persistent buffer, so the embedding table, ``model.parameters()`` and the parameter counts are what they were.
-
-The fp32 originals are kept on the model (``_superpos_fp32_weights``), so ``keep_frozen_in_bf16(model, False)``
-puts them back exactly: a Trainer without bf16 autocast (or one that trains the backbone) built on a model an
-earlier Trainer converted computes in fp32 as if nothing happened. A copy made with ``copy.deepcopy`` carries them.
+The fp32 parameters themselves are untouched (state_dict, parameter counts, the tied embedding table the prompt
+gathers from, saved files): the copy is a plain attribute next to them, used only while bf16 autocast is on for
+the input's device and neither tensor requires grad; outside autocast (fp32 evaluation) or when the weight trains
+(full fine-tuning) the module is an ordinary ``nn.Linear``. The copy is rebuilt when its weight changes (in-place
+update, ``load_state_dict``, a move to another device): it is keyed on the tensor's storage, version and device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-STASH = "_superpos_fp32_weights"  # attribute of the model: the list of what was converted (to undo it)
+
+def _key(t: Tensor | None) -> tuple | None:
+    # ``_version`` counts in-place writes (copy_, load_state_dict); data_ptr/device catch ``.data =`` and ``.to()``.
+    return None if t is None else (t.data_ptr(), t._version, t.device, t.dtype, t.shape)
 
 
-@dataclass
-class _Stored:
-    module: nn.Linear
-    name: str  # "weight" or "bias"
-    original: Tensor  # the fp32 data (converted in place) or the shared fp32 Parameter (tied)
-    tied: bool
+def bf16_autocast_on(device_type: str) -> bool:
+    """Whether ops on ``device_type`` currently run under bf16 autocast."""
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
 
 
-def _owner_counts(model: nn.Module) -> dict[int, int]:
-    """How many (module, name) slots hold each parameter: more than one means it is shared (tied)."""
-    counts: dict[int, int] = {}
-    for module in model.modules():
-        for param in module._parameters.values():
-            if param is not None:
-                counts[id(param)] = counts.get(id(param), 0) + 1
-    return counts
+class Bf16CachedLinear(nn.Linear):
+    """``nn.Linear`` that feeds autocast a bf16 copy of its frozen weight and bias, made once (module docstring)."""
+
+    _bf16_copy: tuple[tuple, Tensor, Tensor | None] | None = None  # (key of (weight, bias), weight, bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        weight, bias = self.weight, self.bias
+        frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
+        if frozen and bf16_autocast_on(input.device.type):
+            weight, bias = self.bf16_weights()
+        return F.linear(input, weight, bias)
+
+    def bf16_weights(self) -> tuple[Tensor, Tensor | None]:
+        """The bf16 copies of (weight, bias), made now if the fp32 tensors changed since the last call."""
+        key = (_key(self.weight), _key(self.bias))
+        if self._bf16_copy is None or self._bf16_copy[0] != key:
+            # A normal tensor even when first made during evaluation (an inference tensor could not be saved for
+            # the backward of a later training step); no autograd history (the weights are frozen).
+            with torch.inference_mode(False), torch.no_grad():
+                weight = self.weight.to(torch.bfloat16)
+                bias = None if self.bias is None else self.bias.to(torch.bfloat16)
+            self._bf16_copy = (key, weight, bias)
+        return self._bf16_copy[1], self._bf16_copy[2]
 
 
-def keep_frozen_in_bf16(model: nn.Module, enabled: bool) -> int:
-    """``enabled``: store every frozen ``nn.Linear`` weight and bias of ``model`` in bf16 (once); not ``enabled``:
-    restore the fp32 originals of an earlier call. Returns how many tensors are stored in bf16 afterwards.
+def cache_frozen_bf16(model: nn.Module, enabled: bool) -> int:
+    """``enabled`` (the run uses bf16 autocast and does not train the backbone): every plain ``nn.Linear`` of
+    ``model`` becomes a :class:`Bf16CachedLinear` (same parameters, same outputs); returns how many are.
 
-    Call it with ``enabled`` only when every forward of the model runs under bf16 autocast (a bf16 weight outside
-    autocast meets fp32 activations and the matmul fails), and before an optimizer is built over the model.
+    Not ``enabled``: nothing changes (a model converted by an earlier run still computes as an ``nn.Linear``
+    outside bf16 autocast or with trainable weights). Only exact ``nn.Linear`` instances: a subclass may read its
+    weight elsewhere (``nn.MultiheadAttention``'s ``out_proj``).
     """
-    stored: list[_Stored] | None = getattr(model, STASH, None)
     if not enabled:
-        if stored is not None:
-            _restore(model, stored)
         return 0
-    if stored is not None:  # converted already (a second Trainer on the same model)
-        return len(stored)
-    owners = _owner_counts(model)
-    stored = []
+    count = 0
     for module in model.modules():
-        if not isinstance(module, nn.Linear):
-            continue
-        for name in ("weight", "bias"):
-            param = module._parameters.get(name)
-            if param is None or param.requires_grad or param.dtype != torch.float32:
-                continue
-            if owners[id(param)] > 1:  # tied: the other owner (the embedding table) keeps the fp32 parameter
-                del module._parameters[name]
-                module.register_buffer(name, param.detach().to(torch.bfloat16), persistent=False)
-                stored.append(_Stored(module, name, param, tied=True))
-            else:
-                original = param.data
-                param.data = original.to(torch.bfloat16)
-                stored.append(_Stored(module, name, original, tied=False))
-    object.__setattr__(model, STASH, stored)  # a plain attribute: not a submodule, buffer or parameter
-    return len(stored)
+        if type(module) is nn.Linear:
+            module.__class__ = Bf16CachedLinear
+        count += isinstance(module, Bf16CachedLinear)
+    return count
 
 
-def _restore(model: nn.Module, stored: list[_Stored]) -> None:
-    for entry in stored:
-        if entry.tied:
-            del entry.module._buffers[entry.name]
-            entry.module.register_parameter(entry.name, entry.original)
-        else:
-            entry.module._parameters[entry.name].data = entry.original
-    object.__delattr__(model, STASH)
-
-
-__all__ = ["STASH", "keep_frozen_in_bf16"]
+__all__ = ["Bf16CachedLinear", "bf16_autocast_on", "cache_frozen_bf16"]
