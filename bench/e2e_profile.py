@@ -18,6 +18,7 @@ none of it is a result (bench/RESULTS.md says how figures are taken). About 1-2 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -61,18 +62,24 @@ def long_budget_trainer(model: str, bf16: str) -> Any:
     return Trainer.from_config(config, task, (train, evaluation, holdout), loaded, device=device)
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, float]:
-    """``(wall seconds, process CPU seconds)`` of one call."""
+def timed(fn: Callable[[], Any]) -> tuple[float, float, float, int]:
+    """``(wall s, process CPU s, of it system s, minor page faults)`` of one call (faults: fresh memory touched)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, cpu, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt
 
 
-def report(name: str, times: list[tuple[float, float]]) -> None:
-    walls, cpus = [t[0] for t in times], [t[1] for t in times]
+def report(name: str, times: list[tuple[float, float, float, int]]) -> None:
+    if not times:
+        return
+    walls, cpus, system, faults = ([t[i] for t in times] for i in range(4))
     print(
         f"{name:<24} n={len(times):<3} wall median {statistics.median(walls):.3f} s (sum {sum(walls):.2f}), "
-        f"cpu median {statistics.median(cpus):.3f} s (sum {sum(cpus):.2f})",
+        f"cpu median {statistics.median(cpus):.3f} s (sum {sum(cpus):.2f}, system {sum(system):.2f}), "
+        f"minor page faults per call {[f for f in faults]}",
         flush=True,
     )
 
