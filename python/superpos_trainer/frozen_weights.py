@@ -12,6 +12,7 @@ gathers from, saved files): the copy is a plain attribute next to them, used onl
 the input's device and neither tensor requires grad; outside autocast (fp32 evaluation) or when the weight trains
 (full fine-tuning) the module is an ordinary ``nn.Linear``. The copy is rebuilt when its weight changes (in-place
 update, ``load_state_dict``, a move to another device): it is keyed on the tensor's storage, version and device.
+The price is memory: 2 bytes per frozen Linear weight element (270 MB on SmolLM2-135M, its tied head included).
 """
 
 from __future__ import annotations
