@@ -11,7 +11,7 @@ import superpos_trainer.train as train_module
 import torch
 from superpos_trainer.data import load_examples
 from superpos_trainer.evaluate import evaluate, rank_scores
-from superpos_trainer.frozen_weights import Bf16CachedLinear, cache_frozen_bf16
+from superpos_trainer.frozen_weights import Bf16CachedLinear, cache_frozen_bf16, plain_linears
 from superpos_trainer.models import load_model
 from superpos_trainer.tasks import get_task
 from superpos_trainer.train import Trainer
@@ -106,6 +106,7 @@ def test_outside_autocast_and_when_trained_it_is_a_plain_linear():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         layer(x).float().sum().backward()
     assert layer.weight.grad is not None and layer.weight.grad.dtype == torch.float32
+    assert plain_linears(layer) == 1 and type(layer) is nn.Linear and "_bf16_copy" not in vars(layer)
 
 
 def test_a_changed_weight_gets_a_new_copy_and_inference_copies_train():

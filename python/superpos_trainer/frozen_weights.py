@@ -75,4 +75,16 @@ def cache_frozen_bf16(model: nn.Module, enabled: bool) -> int:
     return count
 
 
-__all__ = ["Bf16CachedLinear", "bf16_autocast_on", "cache_frozen_bf16"]
+def plain_linears(model: nn.Module) -> int:
+    """Undo :func:`cache_frozen_bf16`: every :class:`Bf16CachedLinear` of ``model`` becomes an ``nn.Linear`` again
+    (its bf16 copy dropped); returns how many did. For a model that must run as stock code (a baseline)."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, Bf16CachedLinear):
+            module.__dict__.pop("_bf16_copy", None)
+            module.__class__ = nn.Linear
+            count += 1
+    return count
+
+
+__all__ = ["Bf16CachedLinear", "bf16_autocast_on", "cache_frozen_bf16", "plain_linears"]
