@@ -6,6 +6,8 @@ SuperPos n=10 m=128, batch 8, max length 64, rank evaluation of 64 examples) and
 * ``steps``: the first ``--steps`` planned optimizer steps (``Trainer.run_step``, the real batches), each timed, then
   the same steps replayed: a first pass much slower than the replay means per-shape warm-up (new sequence lengths).
 * ``eval``: ``--evals`` evaluations of the validation subset.
+* ``--ab-rounds N``: forward+backward with the frozen weights' bf16 copies (frozen_weights.py) vs autocast casting
+  them at every call (the code before it), alternated N rounds on the same trainer; the median CPU-time ratio.
 * ``--torch-profile FILE``: a torch.profiler table (self CPU time per op) of ``--profile-steps`` more steps and
   one evaluation, written to FILE.
 
@@ -84,6 +86,37 @@ def report(name: str, times: list[tuple[float, float, float, int]]) -> None:
     )
 
 
+def copies_vs_casts(trainer: Any, batches: list[Any], rounds: int) -> None:
+    """Forward+backward of ``batches`` with the frozen weights' bf16 copies (frozen_weights.py) and with autocast
+    casting them at every call (the code before), alternated round by round on the same trainer and batches;
+    prints the median of the per-round CPU-time ratios (copies / casts)."""
+    from superpos_trainer.frozen_weights import cache_frozen_bf16, plain_linears
+
+    def one_round(cached: bool) -> float:
+        if cached:
+            cache_frozen_bf16(trainer.loaded.model, True)
+        else:
+            plain_linears(trainer.loaded.model)
+        trainer.accumulate(batches[0])  # untimed: makes the copies (cached) and warms the allocator
+        trainer.optimizer.zero_grad(set_to_none=True)
+        cpu = sum(timed(lambda b=b: trainer.accumulate(b))[1] for b in batches)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        return cpu
+
+    ratios = []
+    for r in range(rounds):
+        order = (True, False) if r % 2 == 0 else (False, True)
+        seconds = {cached: one_round(cached) for cached in order}
+        ratios.append(seconds[True] / seconds[False])
+        print(f"round {r}: copies {seconds[True]:.2f} s, casts {seconds[False]:.2f} s CPU", flush=True)
+    cache_frozen_bf16(trainer.loaded.model, trainer.bf16)
+    print(
+        f"forward+backward CPU time, bf16 copies / cast per call: median {statistics.median(ratios):.3f} "
+        f"over {rounds} rounds ({min(ratios):.3f}-{max(ratios):.3f})",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -93,6 +126,7 @@ def main() -> None:
     parser.add_argument("--torch-profile", default=None, help="write a torch.profiler table here")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--fp32-frozen", action="store_true", help="leave the frozen weights fp32 (the old way)")
+    parser.add_argument("--ab-rounds", type=int, default=0, help="interleaved rounds: bf16 copies vs cast per call")
     args = parser.parse_args()
     if args.fp32_frozen:  # autocast then casts every frozen weight at every forward, as before frozen_weights.py
         import superpos_trainer.train
@@ -113,6 +147,9 @@ def main() -> None:
     report("forward+backward only", bare)
     trainer.optimizer.zero_grad(set_to_none=True)
     report("evaluation", [timed(trainer.evaluate) for _ in range(args.evals)])
+
+    if args.ab_rounds:
+        copies_vs_casts(trainer, batches, args.ab_rounds)
 
     if args.torch_profile:
         from torch.profiler import ProfilerActivity, profile
