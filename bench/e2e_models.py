@@ -81,7 +81,14 @@ def build_backbone(tokenizer: Any, device: torch.device, seed: int = 0) -> Any:
 
 
 def separate_copy(loaded: Any) -> Any:
-    """Same weights, separate modules: for providers that change the backbone (full fine-tuning, PEFT's wrapper)."""
+    """Same weights, separate modules: for providers that change the backbone (full fine-tuning, PEFT's wrapper).
+
+    The copy is stock Hugging Face code even when one of our trainers already gave ``loaded`` its bf16 weight
+    copies (frozen_weights.py): the PEFT baseline runs as a user would run it.
+    """
+    from superpos_trainer.frozen_weights import plain_linears
     from superpos_trainer.models import LoadedModel
 
-    return LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, True, loaded.name, loaded.path)
+    model = copy.deepcopy(loaded.model)
+    plain_linears(model)
+    return LoadedModel(model, loaded.tokenizer, True, loaded.name, loaded.path)

@@ -3,7 +3,8 @@
 ``--bf16 auto`` turns autocast on for CUDA and for CPUs with AVX512-BF16 or AMX-BF16 (oneDNN then runs the matmuls
 in bf16 at 2-3x the fp32 speed, issue 16); on other CPUs bf16 is emulated and slower than fp32, so it stays off.
 Only the forward's matmuls run in bf16: trainable parameters, their gradients, the optimizer state and the loss
-(computed from upcast logits, ``forward.label_loss``) stay fp32.
+(computed from upcast logits, ``forward.label_loss``) stay fp32. The frozen backbone's matmul weights get a bf16
+copy made once (``frozen_weights.py``) instead of autocast's cast at every call: the same numbers, cast once.
 """
 
 from __future__ import annotations

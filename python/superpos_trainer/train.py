@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .evaluate import EvalSettings, evaluate
 from .faults import fault_point
 from .forward import autocast, decoder_start_fn, label_logits, label_loss
+from .frozen_weights import cache_frozen_bf16
 from .methods import Method
 from .precision import prefer_fast_attention
 from .run_folder import RunFolder
@@ -88,6 +89,7 @@ class Trainer:
         progress = config.progress and distributed.is_main()
         self.eval_settings = EvalSettings.from_config(config, self.device, progress=progress)
         self.bf16 = self.eval_settings.bf16
+        cache_frozen_bf16(self.loaded.model, self.bf16 and not method.trains_backbone)  # casts once, not per call
         if config.attention == "auto":
             prefer_fast_attention(self.loaded.model, self.bf16, self.device)
         self.encoder = Encoder.from_config(config, self.loaded, method.num_prompt_tokens)
