@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import superpos_trainer.train as train_module
+import superpos_trainer.precision as precision_module
 import torch
 from superpos_trainer.data import load_examples
 from superpos_trainer.evaluate import evaluate, rank_scores
@@ -57,7 +57,7 @@ def test_training_and_evaluation_are_bitwise_unchanged(kind, method, tiny_llama,
     path = tiny_llama if kind == "llama" else tiny_t5
     cached = _trainer(path, method=method, bf16="on", eval_mode="generate")
     with monkeypatch.context() as patch:  # the reference: autocast casts the fp32 weights at every call
-        patch.setattr(train_module, "cache_frozen_bf16", lambda model, enabled: 0)
+        patch.setattr(precision_module, "cache_frozen_bf16", lambda model, enabled: 0)
         plain = _trainer(path, method=method, bf16="on", eval_mode="generate")
     assert _copies(plain.loaded.model) == []
 
@@ -77,7 +77,7 @@ def test_parameters_stay_fp32_and_tied(tiny_llama):
     loaded = load_model(str(tiny_llama))
     model = loaded.model
     before = {name: p.detach().clone() for name, p in model.state_dict().items()}
-    trainer = _trainer(tiny_llama, loaded, bf16="on")
+    trainer = _trainer(tiny_llama, loaded, bf16="on", lm_head="autocast")  # the bf16 head: cached like the rest
     trainer.run_step(trainer.epoch_plan(0)[0])
     head = model.get_output_embeddings()
     assert isinstance(head, Bf16CachedLinear) and head.weight is loaded.embedding.weight  # still tied

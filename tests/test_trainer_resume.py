@@ -195,9 +195,9 @@ def test_a_run_killed_under_the_previous_code_resumes_exactly(tiny_t5, tiny_data
     code resumes its folder and ends with the metrics and adapters of a run never killed."""
     old_python = _old_trainer(tmp_path / "old-code")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    # The previous code ran the model's own attention; a resumed run keeps what it started with (--attention's
-    # legacy value), so the never-killed run does too.
-    assert main([*_args(tiny_t5, tiny_data, straight), "--attention", "model"]) == 0
+    # The previous code ran the model's own attention and a bf16 output layer; a resumed run keeps what it started
+    # with (the legacy values of --attention and --lm-head), so the never-killed run does too.
+    assert main([*_args(tiny_t5, tiny_data, straight), "--attention", "model", "--lm-head", "autocast"]) == 0
 
     paths = [str(old_python), str(REPO), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "SUPERPOS_FAULT_KILL_AT_STEP": "5"}

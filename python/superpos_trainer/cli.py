@@ -216,6 +216,7 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     from .collate import Encoder
     from .methods import load_method
     from .models import load_model
+    from .precision import prepare_model
     from .runner import check_device
     from .tasks import get_task
 
@@ -225,7 +226,9 @@ def _inference_setup(args: argparse.Namespace) -> tuple[TrainConfig, Any, Any, A
     loaded = load_model(config.model, config.model_type, device)
     method = load_method(folder, loaded)
     encoder = Encoder.from_config(config, loaded, method.num_prompt_tokens)
-    return config, task, method, encoder, _inference_options(config, device, args.batch_size)
+    settings = _inference_options(config, device, args.batch_size)
+    prepare_model(loaded.model, config, settings.bf16, device, trains_backbone=False)  # as the run evaluated
+    return config, task, method, encoder, settings
 
 
 def _inference_options(config: TrainConfig, device: Any, batch_size: int) -> Any:

@@ -164,6 +164,12 @@ class TrainConfig:
         "model's own; model = always the model's own",
         ("auto", "model"),
     )
+    lm_head: str = _opt(
+        "fp32",
+        "output layer under bf16 autocast: fp32 (full-precision logits, loss and rank scores: bf16 logits are rounded "
+        "to ~3 digits and slowed learning, output_head.py) or autocast (bf16)",
+        ("fp32", "autocast"),
+    )
     save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
     output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
     progress: bool = _opt(True, "show a progress bar", flag=True)
@@ -416,7 +422,7 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
 # What a config saved before an option existed ran with, where that differs from today's default: an old run
 # resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score;
 # attention was the model's own before --attention.
-LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum", "attention": "model"}
+LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum", "attention": "model", "lm_head": "autocast"}
 
 
 def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:

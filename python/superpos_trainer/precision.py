@@ -4,15 +4,20 @@
 in bf16 at 2-3x the fp32 speed, issue 16); on other CPUs bf16 is emulated and slower than fp32, so it stays off.
 Only the forward's matmuls run in bf16: trainable parameters, their gradients, the optimizer state and the loss
 (computed from upcast logits, ``forward.label_loss``) stay fp32. The frozen backbone's matmul weights get a bf16
-copy made once (``frozen_weights.py``) instead of autocast's cast at every call: the same numbers, cast once.
+copy made once (``frozen_weights.py``) instead of autocast's cast at every call: the same numbers, cast once. The
+output layer computes in fp32 (``output_head.py``, ``--lm-head``): bf16 logits are too coarse to learn from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from .frozen_weights import cache_frozen_bf16
+from .output_head import fp32_output_head
 
 # /proc/cpuinfo flag names (Linux) of the instructions that compute bf16 dot products natively.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -87,6 +92,15 @@ def prefer_fast_attention(model: torch.nn.Module, bf16: bool, device: torch.devi
     return True
 
 
+def prepare_model(model: torch.nn.Module, config: Any, bf16: bool, device: torch.device, trains_backbone: bool) -> None:
+    """What a run's precision asks of the backbone, the same for training and for ``superpos evaluate``/``predict``:
+    the fp32 output head (``--lm-head``), bf16 copies of the frozen weights, eager attention (``--attention``)."""
+    fp32_output_head(model, bf16 and config.lm_head == "fp32")  # before the cache, which then leaves the head alone
+    cache_frozen_bf16(model, bf16 and not trains_backbone)  # casts once, not per call
+    if config.attention == "auto":
+        prefer_fast_attention(model, bf16, device)
+
+
 def precision_name(bf16: bool) -> str:
     """What results.json records: ``bf16-autocast`` or ``fp32``."""
     return "bf16-autocast" if bf16 else "fp32"
@@ -98,5 +112,6 @@ __all__ = [
     "cpu_has_native_bf16",
     "precision_name",
     "prefer_fast_attention",
+    "prepare_model",
     "use_bf16",
 ]

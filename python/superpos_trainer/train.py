@@ -31,9 +31,8 @@ from .errors import ConfigError
 from .evaluate import EvalSettings, evaluate
 from .faults import fault_point
 from .forward import autocast, decoder_start_fn, label_logits, label_loss
-from .frozen_weights import cache_frozen_bf16
 from .methods import Method
-from .precision import prefer_fast_attention
+from .precision import prepare_model
 from .run_folder import RunFolder
 
 log = logging.getLogger("superpos_trainer")
@@ -89,9 +88,7 @@ class Trainer:
         progress = config.progress and distributed.is_main()
         self.eval_settings = EvalSettings.from_config(config, self.device, progress=progress)
         self.bf16 = self.eval_settings.bf16
-        cache_frozen_bf16(self.loaded.model, self.bf16 and not method.trains_backbone)  # casts once, not per call
-        if config.attention == "auto":
-            prefer_fast_attention(self.loaded.model, self.bf16, self.device)
+        prepare_model(self.loaded.model, config, self.bf16, self.device, method.trains_backbone)
         self.encoder = Encoder.from_config(config, self.loaded, method.num_prompt_tokens)
         self.train_examples, self.train_encoded = encode_split(self.encoder, train)
         self.eval_examples, self.eval_encoded = encode_split(self.encoder, validation)
