@@ -44,6 +44,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+try:
+    import resource  # POSIX only: the page-fault counts are left at 0 elsewhere
+except ImportError:  # pragma: no cover
+    resource = None
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -161,23 +166,45 @@ RATIOS = {  # name -> (numerator, denominator, goal, "at least" or "at most")
 }
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> tuple[dict[str, list[float]], float, float]:
-    """Per-provider times over ``rounds`` rotating rounds; also wall seconds and the main thread's CPU share."""
+def _minor_faults() -> int:
+    # Page faults served without I/O: first touches of freshly mapped memory. Unlike times they do not depend on
+    # the load, so they say whether a provider paid for fresh pages on a call (glibc hands large blocks back to the
+    # kernel with munmap or a heap trim, depending on the process's allocation history).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int
+) -> tuple[dict[str, list[float]], float, float, dict[str, list[int]]]:
+    """Per-provider times over ``rounds`` rotating rounds; also wall seconds, the main thread's CPU share and the
+    minor page faults of every call (two getrusage calls around each, outside the timed stretch)."""
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
+    faults: dict[str, list[int]] = {name: [] for name in names}
     gc.collect()
     gc.disable()
     try:
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
+                before = _minor_faults()
                 start = time.perf_counter()
                 fns[name]()
                 times[name].append(time.perf_counter() - start)
+                faults[name].append(_minor_faults() - before)
         wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
     finally:
         gc.enable()
-    return times, wall, cpu / wall
+    return times, wall, cpu / wall, faults
+
+
+def fault_summary(faults: Sequence[int]) -> dict[str, float]:
+    """Minor page faults per call: median, mean, and the share of calls that faulted at all."""
+    return {
+        "median": float(statistics.median(faults)),
+        "mean": statistics.fmean(faults),
+        "calls_faulting": sum(1 for f in faults if f > 0) / len(faults),
+    }
 
 
 def measure(
@@ -196,7 +223,7 @@ def measure(
         openmp = cpp_ops.openmp_threads() if cpp_ops.LOADED else None
         load_before = load1()
         t0, p0 = time.time(), time.process_time()
-        times, wall, cpu_share = interleaved(fns, rounds)
+        times, wall, cpu_share, faults = interleaved(fns, rounds)
         t1 = time.time()
         own.add(t0, t1, (time.process_time() - p0) / max(t1 - t0, 1e-9))
         load_after = load1()
@@ -218,6 +245,7 @@ def measure(
         "rounds": rounds,
         "wall_s": wall,
         "median_ms": {name: t * 1e3 for name, t in medians.items()},
+        "page_faults_per_call": {name: fault_summary(f) for name, f in faults.items()},
         "ratios": ratios,
         "load_before": load_before,
         "load_after": load_after,
@@ -233,6 +261,19 @@ def render(results: Sequence[dict[str, object]], start_load: float | None) -> st
         f"{'?' if start_load is None else f'{start_load:.2f}'}; medians of interleaved rounds, ratios per round"
     )
     return to_markdown.render_op_speed(results, title)
+
+
+def render_faults(results: Sequence[dict[str, object]]) -> str:
+    """Minor page faults per call of every provider (median / mean / share of calls faulting): not timings, so
+    they hold on a busy machine too. A median above 0 means a provider paid for fresh pages on most calls."""
+    lines = ["", "Minor page faults per call (median / mean / calls faulting):"]
+    for r in results:
+        cells = [
+            f"{name} {f['median']:.0f} / {f['mean']:.0f} / {f['calls_faulting']:.0%}"
+            for name, f in r["page_faults_per_call"].items()
+        ]
+        lines.append(f"- {r['dtype']}, {r['threads']} thread(s): " + "; ".join(cells))
+    return "\n".join(lines)
 
 
 def run(dtypes: Sequence[str], threads: Sequence[int], rounds: int) -> tuple[list[dict[str, object]], str]:
@@ -261,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads must be positive integers, got {args.threads!r}")
     results, table = run(dtypes, threads, args.rounds)
     print(table)
+    print(render_faults(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0

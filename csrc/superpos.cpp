@@ -29,9 +29,12 @@
 namespace superpos {
 namespace {
 
-// Columns of d per prompt task: a task's accumulators stay in registers/L1. The backward uses narrower blocks so
+// Columns of d per prompt task of the forward: whole rows up to 1024, so that a task reads its m rows of E as one
+// sequential stream, which the hardware prefetcher follows (with 256 columns at d=512 a task read 1 KiB pieces
+// 2 KiB apart), while its accumulators stay in L1 (4 KiB in fp32). E is cold on every call (the previous call's
+// gather evicts it): see bench/RESULTS.md, "Where the forward's time goes". The backward uses narrower blocks so
 // that even a short prompt (small n) splits into enough tasks for every thread.
-constexpr int64_t kColumnBlock = 256;
+constexpr int64_t kColumnBlock = 1024;
 constexpr int64_t kGradColumnBlock = 64;
 // Work per parallel chunk: about at::internal::GRAIN_SIZE (32768) elements, the grain ATen itself uses; smaller
 // problems run inline on one thread (an OpenMP fork/join costs more than it saves there).
@@ -112,9 +115,14 @@ template <typename index_t>
 
 // Forward: ONE parallel pass that writes every output element exactly once, straight from its source.
 // Work items are of two kinds on one index line: prompt tasks (i, column block), each superposing
-// P[i, k0:k0+256] = sum_j w[i, j] * E[i, j, k0:k0+256] and writing it to all B copies, then token rows
-// out[b, n + t] = weight[ids[b, t]] * scale. A prompt task is counted as `unit` token rows, its cost in row-sized
-// units, so at::parallel_for's even split of the index line is an even split of the work.
+// P[i, k0:k0+1024] = sum_j w[i, j] * E[i, j, k0:k0+1024] and writing it to all B copies, and token rows
+// out[b, n + t] = weight[ids[b, t]] * scale. A prompt task is counted as `unit` token rows, an estimate of its cost.
+// The line is cut into one segment per prompt task: the task, then its equal share of the token rows. So any
+// contiguous piece of the line (at::parallel_for hands each thread one) holds prompt tasks and token rows in the
+// same proportion, and the threads stay balanced whatever the true cost of a task is. (With all prompt tasks at
+// the start of the line, the estimate decided the balance: at 2 threads, fp32, the thread with the prompt used
+// ~20 % less CPU time per call than the other, which the call then waited for: medians of the CPU time per
+// chunk over 200 calls, busy machine; with segments the two chunks are within 1 %.)
 template <typename scalar_t, typename param_t, typename index_t>
 void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* weight, int64_t V, int64_t row_stride,
                     const param_t* w, const param_t* E, int64_t n, int64_t m, int64_t d, double embed_scale,
@@ -124,7 +132,6 @@ void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* we
   const int64_t blocks = ceil_div(d, kColumnBlock);
   const int64_t prompt_tasks = n * blocks;
   const int64_t unit = std::max<int64_t>(1, ceil_div((m + B) * std::min(kColumnBlock, d), d));
-  const int64_t prompt_units = prompt_tasks * unit;
   const bool unit_scale = embed_scale == 1.0;
   const acc_t scale = static_cast<acc_t>(embed_scale);
   const int64_t grain = std::max<int64_t>(1, kGrainElements / d);
@@ -167,11 +174,24 @@ void forward_kernel(const index_t* ids, int64_t B, int64_t L, const scalar_t* we
     for (size_t offset = 0; offset < row_bytes; offset += 64) __builtin_prefetch(src + offset, 0, 0);
   };
 
-  at::parallel_for(0, prompt_units + B * L, grain, [&](int64_t begin, int64_t end) {
-    // A prompt task runs in the chunk that holds its first unit.
-    for (int64_t task = ceil_div(begin, unit); task < prompt_tasks && task * unit < end; ++task) prompt_task(task);
-    const int64_t first = std::max(begin, prompt_units) - prompt_units;
-    const int64_t last = end - prompt_units;
+  // Segment s of the line: positions [s * seg_len, (s + 1) * seg_len), prompt task s in its first `unit`
+  // positions (none when there is no prompt), then token rows [s * seg_rows, (s + 1) * seg_rows).
+  const int64_t rows = B * L;
+  const int64_t segments = std::max<int64_t>(prompt_tasks, 1);
+  const int64_t task_len = prompt_tasks > 0 ? unit : 0;
+  const int64_t seg_rows = ceil_div(rows, segments);
+  const int64_t seg_len = task_len + seg_rows;
+  // Token rows whose positions lie before position p.
+  auto rows_before = [&](int64_t p) {
+    const int64_t s = p / seg_len, o = p % seg_len;
+    return std::min(rows, s * seg_rows + std::max<int64_t>(0, o - task_len));
+  };
+  if (seg_len == 0) return;  // no prompt task and no token row
+  at::parallel_for(0, segments * seg_len, grain, [&](int64_t begin, int64_t end) {
+    // A prompt task runs in the piece that holds its first position.
+    for (int64_t s = ceil_div(begin, seg_len); s < prompt_tasks && s * seg_len < end; ++s) prompt_task(s);
+    const int64_t first = rows_before(begin);
+    const int64_t last = rows_before(end);
     for (int64_t r = first; r < std::min(last, first + kPrefetchRows); ++r) prefetch_row(r);
     for (int64_t r = first; r < last; ++r) {
       if (r + kPrefetchRows < last) prefetch_row(r + kPrefetchRows);

@@ -194,3 +194,6 @@ def test_op_speed_measures_and_renders_on_a_tiny_shape():
     text = tm.render_op_speed([dict(result, verdict="ok"), noisy], "title")
     ok_row, noisy_row = text.splitlines()[-2:]
     assert "~~" not in ok_row and noisy_row.count("~~") == 2 * len(speed.RATIOS)
+    faults = result["page_faults_per_call"]
+    assert set(faults) == set(result["median_ms"]) and all(f["mean"] >= 0 for f in faults.values())
+    assert "fused forward" in speed.render_faults([result]).splitlines()[-1]
