@@ -18,7 +18,7 @@ from .model_fixtures import tiny_config, tiny_data_dir
 
 
 def _trainer(model_path, **overrides) -> Trainer:
-    config = tiny_config(model_path, None, bf16="on", **overrides)
+    config = tiny_config(model_path, None, **{"bf16": "on", **overrides})
     task = get_task("sst2")
     train, validation = (load_examples(task, split, tiny_data_dir()) for split in ("train", "validation"))
     return Trainer.from_config(config, task, (train, validation), load_model(config.model))
@@ -67,3 +67,22 @@ def test_runs_started_before_the_option_resume_with_the_bf16_head():
     del saved["lm_head"]
     assert config_from_dict(saved, "config.json").lm_head == "autocast"
     assert tiny_config("m", None).lm_head == "fp32"
+
+
+def test_without_autocast_the_head_computes_what_the_models_own_head_does(tiny_llama):
+    fp32 = _trainer(tiny_llama, lm_head="fp32", bf16="off")
+    own = _trainer(tiny_llama, lm_head="autocast", bf16="off")
+    assert isinstance(fp32.loaded.model.get_output_embeddings(), Fp32HeadLinear)  # one mm on a contiguous input
+    assert type(own.loaded.model.get_output_embeddings()) is nn.Linear
+    own.method.load_state_dict(fp32.method.state_dict())
+    batch = fp32.make_batch(list(range(4)))
+    with torch.no_grad():
+        torch.testing.assert_close(label_logits(fp32.method, batch), label_logits(own.method, batch))
+
+
+def test_a_sliced_hidden_state_gives_the_logits_of_its_contiguous_copy():
+    head = nn.Linear(6, 10, bias=False)
+    head.__class__ = Fp32HeadLinear
+    hidden = torch.randn(2, 7, 6)[:, -3:]  # what logits_to_keep hands the head: a non-contiguous slice
+    assert not hidden.is_contiguous()
+    torch.testing.assert_close(head(hidden), hidden.contiguous() @ head.weight.T)

@@ -95,7 +95,7 @@ def prefer_fast_attention(model: torch.nn.Module, bf16: bool, device: torch.devi
 def prepare_model(model: torch.nn.Module, config: Any, bf16: bool, device: torch.device, trains_backbone: bool) -> None:
     """What a run's precision asks of the backbone, the same for training and for ``superpos evaluate``/``predict``:
     the fp32 output head (``--lm-head``), bf16 copies of the frozen weights, eager attention (``--attention``)."""
-    fp32_output_head(model, bf16 and config.lm_head == "fp32")  # before the cache, which then leaves the head alone
+    fp32_output_head(model, config.lm_head == "fp32")  # before the cache, which then leaves the head alone
     cache_frozen_bf16(model, bf16 and not trains_backbone)  # casts once, not per call
     if config.attention == "auto":
         prefer_fast_attention(model, bf16, device)
