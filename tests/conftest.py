@@ -16,4 +16,4 @@ os.environ.pop("SUPERPOS_BACKEND", None)
 
 # The tiny models and data of tests/model_fixtures.py, as session fixtures every test module sees without importing
 # them (imported after the environment above is set).
-from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
+from .model_fixtures import tiny_data, tiny_gemma3, tiny_llama, tiny_t5  # noqa: F401

@@ -134,6 +134,38 @@ def build_tiny_llama(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_gemma3(folder: Path) -> Path:
+    """A tiny Gemma 3 (tiny Llama's tokenizer): sliding-window and full layers (two cache layer kinds), embeddings
+    scaled inside the model.
+
+    The window (64) exceeds every sequence here, as Gemma-3-270M's 512 exceeds the trainer's inputs: with left
+    padding, a window shorter than the row would count pad slots, in the uncached forward too.
+    """
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_path()))
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @functools.lru_cache(maxsize=1)
 def tiny_t5_path() -> Path:
     return build_tiny_t5(_ROOT / "tiny-t5")
@@ -142,6 +174,11 @@ def tiny_t5_path() -> Path:
 @functools.lru_cache(maxsize=1)
 def tiny_llama_path() -> Path:
     return build_tiny_llama(_ROOT / "tiny-llama")
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_gemma3_path() -> Path:
+    return build_tiny_gemma3(_ROOT / "tiny-gemma3")
 
 
 # Fixtures: every test sees them through tests/conftest.py, no import needed. The builders are cached at module
@@ -154,6 +191,11 @@ def tiny_t5() -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama() -> Path:
     return tiny_llama_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3() -> Path:
+    return tiny_gemma3_path()
 
 
 @pytest.fixture(scope="session")

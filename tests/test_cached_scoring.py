@@ -18,7 +18,7 @@ from superpos_trainer.models import load_model
 from superpos_trainer.prefix_cache import PromptPrefix
 from superpos_trainer.tasks import get_task
 
-from .model_fixtures import tiny_data, tiny_llama, tiny_t5  # noqa: F401
+from .model_fixtures import tiny_data, tiny_gemma3, tiny_llama, tiny_t5  # noqa: F401
 
 CPU = torch.device("cpu")
 
@@ -34,35 +34,9 @@ def t5(tiny_t5):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def gemma3(tiny_llama, tmp_path_factory):  # noqa: F811
-    """A tiny Gemma 3: sliding-window and full layers (two cache layer kinds), embeddings scaled inside the model.
-
-    The window (64) exceeds every sequence here, as Gemma-3-270M's 512 exceeds the trainer's inputs: with left
-    padding, a window shorter than the row would count pad slots, in the uncached forward too.
-    """
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama))
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=256,
-        sliding_window=64,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=None,
-    )
-    folder = tmp_path_factory.mktemp("tiny-gemma3")
-    Gemma3ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return load_model(str(folder))
+def gemma3(tiny_gemma3):  # noqa: F811
+    """Sliding-window and full layers, embeddings scaled inside the model (tests/model_fixtures.py)."""
+    return load_model(str(tiny_gemma3))
 
 
 def _setup(loaded, task_name: str, data_dir, method_name: str = "superpos"):

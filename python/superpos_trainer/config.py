@@ -170,6 +170,12 @@ class TrainConfig:
         "to ~3 digits and slowed learning, output_head.py) or autocast (bf16)",
         ("fp32", "autocast"),
     )
+    padding_free: str = _opt(
+        "auto",
+        "causal models: train each batch as one row without padding, every example attending only to itself (the "
+        "same math, less compute; padding_free.py): auto = on CPUs when its cost model says it is cheaper",
+        ("auto", "on", "off"),
+    )
     save_steps: int = _opt(100, "also checkpoint every N optimizer steps (always at each epoch end)")
     output_dir: str | None = _opt(None, "run folder (default: runs/<task>-<method>-<model>-<time>)")
     progress: bool = _opt(True, "show a progress bar", flag=True)
@@ -421,8 +427,14 @@ def build_config(file_options: dict[str, Any] | None = None, cli_options: dict[s
 
 # What a config saved before an option existed ran with, where that differs from today's default: an old run
 # resumes (and its adapter evaluates) as it was measured. Rank scoring summed log-probabilities before --rank-score;
-# attention was the model's own before --attention.
-LEGACY_VALUES: dict[str, Any] = {"rank_score": "sum", "attention": "model", "lm_head": "autocast"}
+# attention was the model's own before --attention; the head ran under autocast before --lm-head; batches were
+# padded before --padding-free.
+LEGACY_VALUES: dict[str, Any] = {
+    "rank_score": "sum",
+    "attention": "model",
+    "lm_head": "autocast",
+    "padding_free": "off",
+}
 
 
 def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .collate import IGNORE_INDEX, Batch
 from .methods import Method
+from .padding_free import FlattenPolicy, flatten, label_positions
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -50,8 +51,12 @@ def keep_last_logits(model: torch.nn.Module, keep: int) -> dict[str, int]:
     return {"logits_to_keep": keep} if _accepts_logits_to_keep(type(model)) else {}
 
 
-def label_logits(method: Method, batch: Batch) -> Tensor:
-    """Logits predicting each entry of ``batch.labels``: ``[B, T, V]`` aligned with the labels."""
+def label_logits(method: Method, batch: Batch, flat: FlattenPolicy | None = None) -> Tensor:
+    """Logits predicting each entry of ``batch.labels``: ``[B, T, V]`` aligned with the labels.
+
+    ``flat`` (causal models, ``--padding-free``): run the batch as one row without padding when the policy says
+    so (padding_free.py); the logits are the same to rounding.
+    """
     loaded = method.loaded
     model = loaded.model
     embeds, mask = method.embed(batch.input_ids, batch.attention_mask)
@@ -61,10 +66,19 @@ def label_logits(method: Method, batch: Batch) -> Tensor:
         )
         return out.logits
     keep = batch.labels.shape[1]
+    positions = position_ids_from_mask(mask)
+    if flat is not None and flat.worth_it(mask.sum(dim=1)):
+        embeds, positions, ends = flatten(embeds, mask, positions)
+        wanted = label_positions(ends, keep)
+        # No attention mask: Hugging Face then reads the restarting position ids as packed rows (block-diagonal).
+        kwargs = {"logits_to_keep": wanted} if _accepts_logits_to_keep(type(model)) else {}
+        logits = model(inputs_embeds=embeds, attention_mask=None, position_ids=positions, use_cache=False, **kwargs)
+        logits = logits.logits[0] if kwargs else logits.logits[0, wanted]
+        return logits.view(len(batch), keep, -1)
     out = model(
         inputs_embeds=embeds,
         attention_mask=mask,
-        position_ids=position_ids_from_mask(mask),
+        position_ids=positions,
         use_cache=False,
         **keep_last_logits(model, keep + 1),
     )

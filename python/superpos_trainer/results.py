@@ -83,6 +83,7 @@ def finish(trainer: Any) -> dict[str, Any]:
         "method": config.method,
         "model": config.model,
         "precision": precision_name(trainer.bf16),
+        "padding_free": trainer.flat is not None,  # training batches may run as one unpadded row (padding_free.py)
         "main_metric": task.main_metric,
         "best_metric": s.best_metric,
         "best_step": s.best_step,

@@ -32,6 +32,7 @@ from .evaluate import EvalSettings, evaluate
 from .faults import fault_point
 from .forward import autocast, decoder_start_fn, label_logits, label_loss
 from .methods import Method
+from .padding_free import FlattenPolicy, flatten_policy
 from .precision import prepare_model
 from .run_folder import RunFolder
 
@@ -56,14 +57,14 @@ class TrainState:
 class LossModule(nn.Module):
     """What a data-parallel wrapper wraps: batch -> mean label loss; holds every trainable parameter."""
 
-    def __init__(self, method: Method) -> None:
+    def __init__(self, method: Method, flat: FlattenPolicy | None = None) -> None:
         super().__init__()
-        self.method = method
+        self.method, self.flat = method, flat
         if method.trains_backbone:  # full fine-tuning trains the backbone itself: register it for DDP
             self.backbone = method.loaded.model
 
     def forward(self, batch: Batch) -> Tensor:
-        return label_loss(label_logits(self.method, batch), batch.labels)
+        return label_loss(label_logits(self.method, batch, self.flat), batch.labels)
 
 
 class Trainer:
@@ -98,7 +99,8 @@ class Trainer:
             splits["holdout"] = self.holdout_encoded
         self.truncated = auto_defaults.truncation_report(splits)
         self.select_examples, self.select_encoded = self._selection_split()
-        self.train_module = distributed.wrap(LossModule(method), self.device)
+        self.flat = flatten_policy(config.padding_free, self.loaded, self.device)  # training batches only
+        self.train_module = distributed.wrap(LossModule(method, self.flat), self.device)
         self.optimizer = torch.optim.AdamW(method.param_groups(config.weight_decay), lr=config.lr)
         self.state = TrainState()
         self._decoder_start = decoder_start_fn(self.loaded.model) if self.loaded.is_encoder_decoder else None
