@@ -1,0 +1,49 @@
+"""experiments/precision_parity.py: pairs bf16 and fp32 run folders by (method, lr, seed) and judges the differences
+against fp32's own seed-to-seed spread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import precision_parity as pp
+
+
+def _run(folder: Path, name: str, precision: str, best: float, last: float, curve: list[float]) -> None:
+    path = folder / name
+    path.mkdir(parents=True)
+    final = {"split": "validation", "examples": 872, "best": {"accuracy": best}, "last": {"accuracy": last}}
+    results = {"precision": precision, "main_metric": "accuracy", "final": final}
+    (path / "results.json").write_text(json.dumps(results))
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"accuracy": v, "split": "holdout"}) + "\n" for v in curve))
+
+
+def _pair(folder: Path, seed: int, fp32: float, bf16: float) -> None:
+    _run(folder, f"superpos-lr0.002-seed{seed}-bf16off", "fp32", fp32, fp32, [0.5, fp32])
+    _run(folder, f"superpos-lr0.002-seed{seed}-bf16on", "bf16-autocast", bf16, bf16, [0.5, bf16])
+
+
+def test_pairs_by_seed_and_judges_against_seed_spread(tmp_path):
+    for seed, (fp32, bf16) in enumerate([(0.60, 0.61), (0.70, 0.69), (0.50, 0.515)]):
+        _pair(tmp_path, seed, fp32, bf16)
+    _run(tmp_path, "superpos-lr0.002-seed7-bf16on", "bf16-autocast", 0.9, 0.9, [0.9])  # no fp32 partner: left out
+    text = pp.report(tmp_path)
+    assert "**superpos, lr 0.002** (3 seeds; validation accuracy on 872 examples)" in text
+    assert "| 1 | 0.700 | 0.690 |" in text and "| 7 |" not in text
+    assert "per seed +1.0, -1.0, +1.5" in text
+    assert text.count("**within seed noise**") == 2  # fp32 sd is 10 pp; differences ~1 pp
+
+
+def test_a_consistent_shift_is_outside_seed_noise(tmp_path):
+    for seed, fp32 in enumerate([0.60, 0.62, 0.61]):
+        _pair(tmp_path, seed, fp32, fp32 - 0.05)
+    assert pp.report(tmp_path).count("**outside seed noise**") == 2
+
+
+def test_precisions_must_match_the_folder_names(tmp_path):
+    _run(tmp_path, "prompt-lr0.001-seed0-bf16off", "bf16-autocast", 0.5, 0.5, [0.5])
+    _run(tmp_path, "prompt-lr0.001-seed0-bf16on", "bf16-autocast", 0.5, 0.5, [0.5])
+    with pytest.raises(ValueError, match="precision differ"):
+        pp.report(tmp_path)
