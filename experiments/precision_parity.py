@@ -9,7 +9,10 @@ chosen on the held-out rows, best and last adapter scored once on the full valid
 best and the last adapter in both precisions, the held-out curves, and per score the paired difference bf16 - fp32
 (mean and 95 % t-interval over seeds) next to fp32's own seed-to-seed standard deviation.
 
-    python experiments/precision_parity.py [--folder experiments/results/precision/fair_parity]
+    python experiments/precision_parity.py [--folder FOLDER] [--write bench/RESULTS.md]
+
+``--write`` replaces the section between ``<!-- precision-parity:begin -->`` and ``<!-- precision-parity:end -->``
+of that file with the tables (no number typed by hand).
 
 "Within seed noise" here means: the paired interval includes 0 AND the mean difference is smaller than the
 standard deviation of fp32's scores over the same seeds (what a different seed alone moves a score by).
@@ -27,9 +30,11 @@ from pathlib import Path
 if not __package__:  # run as a script: the repository root makes `experiments` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments import doc_sections
 from experiments.fair_report import mean_sd, t_interval
 
 FOLDER = Path(__file__).resolve().parent / "results" / "precision" / "fair_parity"
+SECTION = "precision-parity"
 NAME = re.compile(r"^(?P<method>[a-z]+)-lr(?P<lr>[0-9.e-]+)-seed(?P<seed>\d+)-bf16(?P<bf16>on|off)$")
 
 
@@ -107,8 +112,18 @@ def report(folder: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=FOLDER)
+    parser.add_argument("--write", type=Path, help="a markdown file with the section markers to fill")
     args = parser.parse_args()
-    print(report(args.folder))
+    text = report(args.folder)
+    if args.write is None:
+        print(text)
+        return 0
+    doc = args.write.read_text(encoding="utf-8")
+    begin, end = doc_sections.markers(SECTION)
+    if begin not in doc or end not in doc:
+        print(f"error: {args.write} has no {begin} ... {end} markers to fill", file=sys.stderr)
+        return 2
+    args.write.write_text(doc_sections.replace_section(doc, SECTION, text), encoding="utf-8")
     return 0
 
 

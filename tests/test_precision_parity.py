@@ -47,3 +47,20 @@ def test_precisions_must_match_the_folder_names(tmp_path):
     _run(tmp_path, "prompt-lr0.001-seed0-bf16on", "bf16-autocast", 0.5, 0.5, [0.5])
     with pytest.raises(ValueError, match="precision differ"):
         pp.report(tmp_path)
+
+
+def test_write_fills_only_the_marked_section(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        _pair(runs, seed, 0.6 + seed / 10, 0.6 + seed / 10)
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("before\n<!-- precision-parity:begin -->\nold\n<!-- precision-parity:end -->\nafter\n")
+    monkeypatch.setattr("sys.argv", ["precision_parity.py", "--folder", str(runs), "--write", str(doc)])
+    assert pp.main() == 0
+    text = doc.read_text()
+    assert text.startswith("before\n<!-- precision-parity:begin -->\n**superpos") and text.endswith("end -->\nafter\n")
+    assert "old" not in text and "(2 seeds;" in text
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    monkeypatch.setattr("sys.argv", ["precision_parity.py", "--folder", str(runs), "--write", str(bare)])
+    assert pp.main() == 2 and "no <!-- precision-parity:begin -->" in capsys.readouterr().err
