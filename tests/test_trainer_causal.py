@@ -148,28 +148,10 @@ def _tiny_dir():
     return tiny_data_dir()
 
 
-def test_gemma_style_embedding_scale_reaches_every_method(tiny_llama):
+def test_gemma_style_embedding_scale_reaches_every_method(tiny_gemma3):
     """Gemma scales token embeddings by sqrt(d) inside its embedding module; the prompt methods must match it."""
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tok = AutoTokenizer.from_pretrained(tiny_llama)
-    tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=128,
-        sliding_window=16,
-        pad_token_id=tok.eos_token_id,
-    )
-    model = Gemma3ForCausalLM(cfg).eval().requires_grad_(False)
-    loaded = LoadedModel(model, tok, False, "tiny-gemma", "memory")
+    loaded = load_model(str(tiny_gemma3))  # hidden size 32 (tests/model_fixtures.py)
+    model, tok = loaded.model, loaded.tokenizer
     emb = model.get_input_embeddings()
     assert float(emb.embed_scale) == pytest.approx(math.sqrt(32))
     ids = torch.tensor([[5, 6, 7]])
