@@ -122,3 +122,18 @@ def test_training_run_records_it_and_old_configs_resume_padded(tiny_llama, tiny_
     assert saved["padding_free"] == "on"
     saved.pop("padding_free")
     assert config_from_dict(saved).padding_free == "off"  # a run started before the option resumes as it ran
+
+
+def test_cli_refuses_padding_free_on_for_seq2seq_in_one_line(tiny_t5, tiny_data, tmp_path, capsys):
+    from superpos_trainer.cli import main
+
+    argv = ["train", "--model", str(tiny_t5), "--data-dir", str(tiny_data), "--output-dir", str(tmp_path / "run")]
+    argv += ["--num-prompt-tokens", "4", "--num-sampled-tokens", "16", "--no-progress", "--padding-free", "on"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert (
+        "--padding-free on needs a decoder-only (causal) model" in err[-1]
+        and "use --padding-free auto or off" in err[-1]
+    )
+    assert main([*argv[:-1], "auto", "--max-steps", "1", "--epochs", "1"]) == 0  # the same run starts with auto
