@@ -51,3 +51,21 @@ def write_section(doc: Path, name: str, body: str) -> None:
     new = replace_section(text, name, body)
     doc.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(doc, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
+
+
+def print_or_fill(text: str, doc: Path | None, name: str) -> int:
+    """A generator's output: printed, or (``--write doc``) put into section ``name`` of a hand-written ``doc`` that
+    already carries its markers (bench/RESULTS.md, docs/DEFAULTS_STUDY.md). The exit code: 2 when the markers are
+    missing (one line on stderr), else 0."""
+    if doc is None:
+        print(text)
+        return 0
+    current = doc.read_text(encoding="utf-8")
+    begin, end = markers(name)
+    if begin not in current or end not in current:
+        import sys
+
+        print(f"error: {doc} has no {begin} ... {end} markers to fill", file=sys.stderr)
+        return 2
+    doc.write_text(replace_section(current, name, text), encoding="utf-8")
+    return 0

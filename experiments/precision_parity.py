@@ -114,17 +114,7 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, default=FOLDER)
     parser.add_argument("--write", type=Path, help="a markdown file with the section markers to fill")
     args = parser.parse_args()
-    text = report(args.folder)
-    if args.write is None:
-        print(text)
-        return 0
-    doc = args.write.read_text(encoding="utf-8")
-    begin, end = doc_sections.markers(SECTION)
-    if begin not in doc or end not in doc:
-        print(f"error: {args.write} has no {begin} ... {end} markers to fill", file=sys.stderr)
-        return 2
-    args.write.write_text(doc_sections.replace_section(doc, SECTION, text), encoding="utf-8")
-    return 0
+    return doc_sections.print_or_fill(report(args.folder), args.write, SECTION)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""The ``w`` initialisations in training (issue 15, docs/DEFAULTS_STUDY.md measurement 3), from run files only.
+
+SuperPos-Prompt on SmolLM2-135M with the fair grid's budget, three seeds per ``--w-init``, on two tasks:
+
+- SST-2 at the grid's chosen learning rate (0.00622): ``normal`` (today's default) is the grid's own seed runs
+  (``experiments/results/fair/run_files/smollm2-135m/sst2/superpos-lr0.00622-seed<k>/``), ``cone`` and ``prompt``
+  the same command with ``--w-init`` added; simple prompt tuning's grid runs (its chosen lr) are shown for scale.
+- RTE at ``--lr auto`` (0.00207, the grid's first selection candidate; RTE's own choice was not made yet): ``normal``
+  seed 0 is the grid's selection run, the other runs are the same command.
+
+The runs that are not the grid's are in ``experiments/results/defaults_study/winit_training/
+<task>-superpos-<init>-lr<lr>-seed<k>/``. A seed fixes the data subset, the held-out split, the order and the
+sampled ids, so seed k pairs the inits on the same data.
+
+Per init and seed: validation score (full split: SST-2 872, RTE 277) of the best adapter (chosen on the held-out
+rows) and of the last; the best held-out score; the mean training loss over the first 20 steps (issue 15 saw
+SuperPos start far above simple prompt tuning); the held-out curve. Then each init minus ``normal``, paired by
+seed: mean and 95 % t-interval.
+
+    python experiments/winit_training.py [--write docs/DEFAULTS_STUDY.md]
+
+``--write`` replaces the section between ``<!-- winit-training:begin -->`` and ``<!-- winit-training:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script: the repository root makes `experiments` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments import doc_sections
+from experiments.fair_report import mean_sd, t_interval
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID = RESULTS / "fair" / "run_files" / "smollm2-135m"
+STUDY = RESULTS / "defaults_study" / "winit_training"
+SEEDS = (0, 1, 2)
+PROMPT_TUNING = "simple prompt tuning"
+SECTION = "winit-training"
+TITLES = {"sst2": "SST-2", "rte": "RTE"}
+
+
+@dataclass(frozen=True)
+class Study:
+    task: str
+    lr: str  # SuperPos's learning rate, as in the folder names
+    inits: tuple[str, ...]
+    prompt_lr: str | None = None  # simple prompt tuning's chosen lr on the task, shown for scale
+
+
+STUDIES = (
+    Study("sst2", "0.00622", ("normal", "cone", "prompt"), "0.00129"),
+    Study("rte", "0.00207", ("normal", "cone")),
+)
+
+
+def load(folder: Path) -> dict[str, Any] | None:
+    """A finished run's scores, or None when ``folder`` has no results.json yet."""
+    if not (folder / "results.json").is_file():
+        return None
+    results = json.loads((folder / "results.json").read_text())
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metric = results["main_metric"]
+    return {
+        "metric": metric,
+        "best": results["final"]["best"][metric],
+        "last": results["final"]["last"][metric],
+        "heldout": results["best_metric"],
+        "loss20": next(row["train_loss"] for row in rows if row.get("step") == 20),
+        "curve": [row[metric] for row in rows if row.get("split") == "holdout"],
+        "examples": results["final"]["examples"],
+    }
+
+
+def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path) -> list[Path]:
+    """Where the run may be, in order: the grid's run files first (``normal`` and simple prompt tuning)."""
+    if init == PROMPT_TUNING:
+        return [grid / study.task / f"prompt-lr{study.prompt_lr}-seed{seed}"]
+    own = runs / f"{study.task}-superpos-{init}-lr{study.lr}-seed{seed}"
+    return [grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
+
+
+def collect(study: Study, grid: Path, runs: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{init: {seed: scores}}`` for the finished runs (simple prompt tuning as a last row where it has an lr)."""
+    rows = (*study.inits, PROMPT_TUNING) if study.prompt_lr else study.inits
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for init in rows:
+        loaded = {
+            seed: next(filter(None, map(load, run_folders(study, init, seed, grid, runs))), None) for seed in SEEDS
+        }
+        found[init] = {seed: run for seed, run in loaded.items() if run is not None}
+    return found
+
+
+def study_report(study: Study, grid: Path, runs: Path) -> list[str]:
+    found = collect(study, grid, runs)
+    lines = [
+        f"**{TITLES.get(study.task, study.task)}, SuperPos lr {study.lr}**",
+        "",
+        "| w init | seeds | validation, best adapter (mean ± sd, %) | last adapter | held-out best | "
+        "train loss, steps 1-20 | per seed: best / last |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for init, by_seed in found.items():
+        if not by_seed:
+            lines.append(f"| {init} | 0 | - | - | - | - | - |")
+            continue
+        cells = []
+        for key in ("best", "last", "heldout", "loss20"):
+            mean, sd = mean_sd([run[key] for run in by_seed.values()])
+            cells.append(f"{mean:.2f} ± {sd:.2f}" if key == "loss20" else f"{100 * mean:.1f} ± {100 * sd:.1f}")
+        per_seed = ", ".join(f"s{s}: {100 * r['best']:.1f} / {100 * r['last']:.1f}" for s, r in sorted(by_seed.items()))
+        lines.append(f"| {init} | {len(by_seed)} | {' | '.join(cells)} | {per_seed} |")
+    lines += ["", "Held-out curves (steps 20, 40, ..., 160):", ""]
+    for init, by_seed in found.items():
+        for seed, run in sorted(by_seed.items()):
+            lines.append(f"- {init}, seed {seed}: {' '.join(f'{v:.2f}' for v in run['curve'])}")
+    lines.append("")
+    for init in [name for name in found if name != "normal"]:
+        seeds = sorted(set(found[init]) & set(found["normal"]))
+        if len(seeds) < 2:
+            lines.append(f"- {init} minus normal: {len(seeds)} paired seed(s), no interval yet.")
+            continue
+        parts = []
+        for key in ("best", "last"):
+            diffs = [found[init][s][key] - found["normal"][s][key] for s in seeds]
+            mean, low, high = t_interval(diffs)
+            parts.append(f"{key} adapter {100 * mean:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}]")
+        lines.append(f"- {init} minus normal ({len(seeds)} paired seeds, 95 % t-interval): {'; '.join(parts)}.")
+    return [*lines, ""]
+
+
+def report(grid: Path = GRID, runs: Path = STUDY, studies: tuple[Study, ...] = STUDIES) -> str:
+    return "\n".join(line for study in studies for line in study_report(study, grid, runs)).rstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", type=Path, default=GRID, help="the fair grid's SmolLM2 run files")
+    parser.add_argument("--runs", type=Path, default=STUDY, help="the study's own run folders")
+    parser.add_argument("--write", type=Path, help="a markdown file with the section markers to fill")
+    args = parser.parse_args(argv)
+    return doc_sections.print_or_fill(report(args.grid, args.runs), args.write, SECTION)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
