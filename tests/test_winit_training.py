@@ -36,8 +36,11 @@ def test_pairs_by_seed_against_normal(tmp_path):
     assert text.startswith("**SST-2, SuperPos lr 0.006**")
     assert "| normal | 3 | 65.0 ± 5.0 | 55.0 ± 5.0 | 70.0 ± 5.0 | 7.00 ± 0.00 | s0: 60.0 / 50.0," in text
     assert "| cone | 3 | 67.0 ± 5.0 |" in text and "| 3.00 ± 0.00 |" in text
-    assert "- cone minus normal (3 paired seeds, 95 % t-interval): best adapter +2.0 pp [+2.0, +2.0]" in text
-    assert "last adapter +0.0 pp" in text and "- cone, seed 1: 0.50 0.72" in text
+    assert (
+        "- cone minus normal (3 paired seeds, 95 % t-interval): held-out best (what a choice may use) +2.0 pp "
+        "[+2.0, +2.0]; validation, best adapter +2.0 pp [+2.0, +2.0]" in text
+    )
+    assert "last adapter +0.0 pp [+0.0, +0.0]." in text and "- cone, seed 1: 0.50 0.72" in text
     assert "- prompt minus normal: 1 paired seed(s), no interval yet." in text
     assert "| simple prompt tuning | 0 | - |" in text
 
