@@ -139,8 +139,33 @@ def study_report(study: Study, grid: Path, runs: Path) -> list[str]:
     return [*lines, ""]
 
 
+def pooled_lines(studies: tuple[Study, ...], grid: Path, runs: Path) -> list[str]:
+    """Each init minus ``normal`` on the held-out best, over the seed pairs of every study that ran it (the
+    decision rule's number: a default is chosen on held-out rows)."""
+    found = [collect(study, grid, runs) for study in studies]
+    inits = dict.fromkeys(init for f in found for init in f if init not in ("normal", PROMPT_TUNING))
+    lines = []
+    for init in inits:
+        pairs = {s.task: sorted(set(f.get(init, {})) & set(f["normal"])) for s, f in zip(studies, found, strict=True)}
+        diffs = [
+            f[init][seed]["heldout"] - f["normal"][seed]["heldout"]
+            for s, f in zip(studies, found, strict=True)
+            for seed in pairs[s.task]
+        ]
+        if len(diffs) < 2:
+            continue
+        mean, low, high = t_interval(diffs)
+        tasks = "+".join(TITLES.get(task, task) for task, seeds in pairs.items() if seeds)
+        lines.append(
+            f"- **Pooled ({tasks}), {init} minus normal, held-out best**: {100 * mean:+.1f} pp "
+            f"[{100 * low:+.1f}, {100 * high:+.1f}] over {len(diffs)} seed pairs (95 % t-interval)."
+        )
+    return lines
+
+
 def report(grid: Path = GRID, runs: Path = STUDY, studies: tuple[Study, ...] = STUDIES) -> str:
-    return "\n".join(line for study in studies for line in study_report(study, grid, runs)).rstrip("\n")
+    lines = [line for study in studies for line in study_report(study, grid, runs)]
+    return "\n".join([*lines, *pooled_lines(studies, grid, runs)]).rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,20 @@ def test_pairs_by_seed_against_normal(tmp_path):
     assert "| simple prompt tuning | 0 | - |" in text
 
 
+def test_pooled_held_out_difference_over_the_studies_that_ran_the_init(tmp_path):
+    grid, runs = tmp_path / "grid", tmp_path / "runs"
+    rte = wt.Study("rte", "0.002", ("normal", "cone"))
+    for seed in range(3):
+        _run(grid / "sst2" / f"superpos-lr0.006-seed{seed}", 0.6, 0.6, 5.0)
+        _run(runs / f"sst2-superpos-cone-lr0.006-seed{seed}", 0.6 + 0.01 * (seed + 1), 0.6, 5.0)
+        _run(runs / f"rte-superpos-normal-lr0.002-seed{seed}", 0.5, 0.5, 5.0)
+        _run(runs / f"rte-superpos-cone-lr0.002-seed{seed}", 0.5 + 0.01 * (seed + 1), 0.5, 5.0)
+    text = wt.report(grid, runs, (SST2, rte))
+    # held-out best = validation best + 0.05 in _run: differences 1, 2, 3 pp on each task
+    assert "- **Pooled (SST-2+RTE), cone minus normal, held-out best**: +2.0 pp [+1.1, +2.9] over 6 seed pairs" in text
+    assert "Pooled (SST-2), prompt minus normal" not in text  # one prompt run: no interval
+
+
 def test_a_study_without_a_prompt_tuning_lr_has_no_prompt_tuning_row(tmp_path):
     text = wt.report(tmp_path, tmp_path, (wt.Study("rte", "0.002", ("normal", "cone")),))
     assert "| normal | 0 |" in text and "| cone | 0 |" in text and "simple prompt tuning" not in text
