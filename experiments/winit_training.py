@@ -3,11 +3,13 @@
 
 SuperPos-Prompt on SmolLM2-135M with the fair grid's budget, three seeds per ``--w-init``, on two tasks:
 
-- SST-2 at the grid's chosen learning rate (0.00622): ``normal`` (today's default) is the grid's own seed runs
-  (``experiments/results/fair/run_files/smollm2-135m/sst2/superpos-lr0.00622-seed<k>/``), ``cone`` and ``prompt``
-  the same command with ``--w-init`` added; simple prompt tuning's grid runs (its chosen lr) are shown for scale.
+- SST-2 at the grid's chosen learning rate for ``normal`` (0.00622): ``normal`` (today's default) is the grid's
+  SuperPos seed runs (``NORMAL_GRID``); ``cone`` and ``prompt`` are the same command with ``--w-init`` added;
+  simple prompt tuning's grid runs (its chosen lr, ``experiments/results/fair/run_files/``) are shown for scale.
 - RTE at ``--lr auto`` (0.00207, the grid's first selection candidate; RTE's own choice was not made yet): ``normal``
   seed 0 is the grid's selection run, the other runs are the same command.
+- SST-2 again on fresh seeds 5-9, ``normal`` and ``cone`` both run here: the confirmatory check of the page's second
+  decision rule (the seeds that raised the question are left out of it).
 
 The runs that are not the grid's are in ``experiments/results/defaults_study/winit_training/
 <task>-superpos-<init>-lr<lr>-seed<k>/``. A seed fixes the data subset, the held-out split, the order and the
@@ -41,8 +43,8 @@ from experiments.fair_report import mean_sd, t_interval
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = RESULTS / "fair" / "run_files" / "smollm2-135m"
+NORMAL_GRID = GRID  # where the grid's SuperPos runs with --w-init normal are
 STUDY = RESULTS / "defaults_study" / "winit_training"
-SEEDS = (0, 1, 2)
 PROMPT_TUNING = "simple prompt tuning"
 SECTION = "winit-training"
 TITLES = {"sst2": "SST-2", "rte": "RTE"}
@@ -54,12 +56,23 @@ class Study:
     lr: str  # SuperPos's learning rate, as in the folder names
     inits: tuple[str, ...]
     prompt_lr: str | None = None  # simple prompt tuning's chosen lr on the task, shown for scale
+    seeds: tuple[int, ...] = (0, 1, 2)
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        note = f" ({self.note})" if self.note else ""
+        name = TITLES.get(self.task, self.task)
+        return f"**{name}, SuperPos lr {self.lr}, seeds {self.seeds[0]}-{self.seeds[-1]}**{note}"
 
 
-STUDIES = (
+# The first decision rule pools these two studies; the confirmatory rule reads the fresh-seed study alone.
+FIRST = (
     Study("sst2", "0.00622", ("normal", "cone", "prompt"), "0.00129"),
     Study("rte", "0.00207", ("normal", "cone")),
 )
+CONFIRMATORY = Study("sst2", "0.00622", ("normal", "cone"), seeds=(5, 6, 7, 8, 9), note="fresh seeds, confirmatory")
+STUDIES = (*FIRST, CONFIRMATORY)
 
 
 def load(folder: Path) -> dict[str, Any] | None:
@@ -80,30 +93,29 @@ def load(folder: Path) -> dict[str, Any] | None:
     }
 
 
-def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path) -> list[Path]:
+def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path, normal_grid: Path) -> list[Path]:
     """Where the run may be, in order: the grid's run files first (``normal`` and simple prompt tuning)."""
     if init == PROMPT_TUNING:
         return [grid / study.task / f"prompt-lr{study.prompt_lr}-seed{seed}"]
     own = runs / f"{study.task}-superpos-{init}-lr{study.lr}-seed{seed}"
-    return [grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
+    return [normal_grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
 
 
-def collect(study: Study, grid: Path, runs: Path) -> dict[str, dict[int, dict[str, Any]]]:
+def collect(study: Study, grid: Path, runs: Path, normal_grid: Path) -> dict[str, dict[int, dict[str, Any]]]:
     """``{init: {seed: scores}}`` for the finished runs (simple prompt tuning as a last row where it has an lr)."""
     rows = (*study.inits, PROMPT_TUNING) if study.prompt_lr else study.inits
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for init in rows:
-        loaded = {
-            seed: next(filter(None, map(load, run_folders(study, init, seed, grid, runs))), None) for seed in SEEDS
-        }
+        folders = {seed: run_folders(study, init, seed, grid, runs, normal_grid) for seed in study.seeds}
+        loaded = {seed: next(filter(None, map(load, paths)), None) for seed, paths in folders.items()}
         found[init] = {seed: run for seed, run in loaded.items() if run is not None}
     return found
 
 
-def study_report(study: Study, grid: Path, runs: Path) -> list[str]:
-    found = collect(study, grid, runs)
+def study_report(study: Study, grid: Path, runs: Path, normal_grid: Path) -> list[str]:
+    found = collect(study, grid, runs, normal_grid)
     lines = [
-        f"**{TITLES.get(study.task, study.task)}, SuperPos lr {study.lr}**",
+        study.title,
         "",
         "| w init | seeds | validation, best adapter (mean ± sd, %) | last adapter | held-out best | "
         "train loss, steps 1-20 | per seed: best / last |",
@@ -139,10 +151,10 @@ def study_report(study: Study, grid: Path, runs: Path) -> list[str]:
     return [*lines, ""]
 
 
-def pooled_lines(studies: tuple[Study, ...], grid: Path, runs: Path) -> list[str]:
+def pooled_lines(studies: tuple[Study, ...], grid: Path, runs: Path, normal_grid: Path) -> list[str]:
     """Each init minus ``normal`` on the held-out best, over the seed pairs of every study that ran it (the
     decision rule's number: a default is chosen on held-out rows)."""
-    found = [collect(study, grid, runs) for study in studies]
+    found = [collect(study, grid, runs, normal_grid) for study in studies]
     inits = dict.fromkeys(init for f in found for init in f if init not in ("normal", PROMPT_TUNING))
     lines = []
     for init in inits:
@@ -163,18 +175,27 @@ def pooled_lines(studies: tuple[Study, ...], grid: Path, runs: Path) -> list[str
     return lines
 
 
-def report(grid: Path = GRID, runs: Path = STUDY, studies: tuple[Study, ...] = STUDIES) -> str:
-    lines = [line for study in studies for line in study_report(study, grid, runs)]
-    return "\n".join([*lines, *pooled_lines(studies, grid, runs)]).rstrip("\n")
+def report(
+    grid: Path = GRID,
+    runs: Path = STUDY,
+    studies: tuple[Study, ...] = STUDIES,
+    normal_grid: Path = NORMAL_GRID,
+    pooled: tuple[Study, ...] = FIRST,
+) -> str:
+    """Each study's tables, then the held-out differences pooled over ``pooled`` (the first decision rule's)."""
+    lines = [line for study in studies for line in study_report(study, grid, runs, normal_grid)]
+    return "\n".join([*lines, *pooled_lines(pooled, grid, runs, normal_grid)]).rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=Path, default=GRID, help="the fair grid's SmolLM2 run files")
+    parser.add_argument("--normal-grid", type=Path, default=NORMAL_GRID, help="the grid's --w-init normal run files")
     parser.add_argument("--runs", type=Path, default=STUDY, help="the study's own run folders")
     parser.add_argument("--write", type=Path, help="a markdown file with the section markers to fill")
     args = parser.parse_args(argv)
-    return doc_sections.print_or_fill(report(args.grid, args.runs), args.write, SECTION)
+    text = report(args.grid, args.runs, STUDIES, args.normal_grid)
+    return doc_sections.print_or_fill(text, args.write, SECTION)
 
 
 if __name__ == "__main__":
