@@ -131,7 +131,8 @@ def study_report(study: Study, grid: Path, runs: Path, normal_grid: Path) -> lis
             cells.append(f"{mean:.2f} ± {sd:.2f}" if key == "loss20" else f"{100 * mean:.1f} ± {100 * sd:.1f}")
         per_seed = ", ".join(f"s{s}: {100 * r['best']:.1f} / {100 * r['last']:.1f}" for s, r in sorted(by_seed.items()))
         lines.append(f"| {init} | {len(by_seed)} | {' | '.join(cells)} | {per_seed} |")
-    lines += ["", "Held-out curves (steps 20, 40, ..., 160):", ""]
+    if any(found.values()):
+        lines += ["", "Held-out curves (steps 20, 40, ..., 160):", ""]
     for init, by_seed in found.items():
         for seed, run in sorted(by_seed.items()):
             lines.append(f"- {init}, seed {seed}: {' '.join(f'{v:.2f}' for v in run['curve'])}")
