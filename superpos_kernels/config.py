@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .init import W_INITS
 from .validation import check_positive_int
 
 
@@ -29,6 +30,14 @@ class SuperPosConfig:
     exclude_ids: tuple[int, ...] = field(
         default=(), metadata={"help": "Ids never sampled: padding, EOS, sentinels (tokenizer.all_special_ids)."}
     )
+    w_init: str = field(
+        default="normal",
+        metadata={
+            "help": "Where the prompt starts: normal (N(0, 1/m) weights), cone (the same, each prompt vector on the "
+            "tokens' side of the mean row) or prompt (simple prompt tuning's start); superpos_kernels.init.",
+            "choices": W_INITS,
+        },
+    )
 
     def __post_init__(self) -> None:
         check_positive_int("SuperPosConfig.num_prompt_tokens", self.num_prompt_tokens)
@@ -42,6 +51,8 @@ class SuperPosConfig:
         if bad:
             raise TypeError(f"SuperPosConfig.exclude_ids must hold ints, got {bad[0]!r} ({type(bad[0]).__name__})")
         self.exclude_ids = ids
+        if self.w_init not in W_INITS:
+            raise ValueError(f"SuperPosConfig.w_init must be one of {', '.join(W_INITS)}, got {self.w_init!r}")
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, **kwargs: Any) -> SuperPosConfig:

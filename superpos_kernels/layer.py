@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .errors import SuperPosInputError
-from .init import initial_w
+from .init import W_INITS, initial_w
 from .io import (
     atomic_write_json,
     check_adapter_shapes,
@@ -114,7 +114,7 @@ class SuperPosPrompt(nn.Module):
         sampled_token_ids: use these ids instead of sampling (e.g. to share them across runs).
         base_model_name: recorded in the saved config.
         embed_scale: multiplier of gathered rows; read from ``embedding.embed_scale`` when not given.
-        w_init: ``normal`` | ``cone`` | ``prompt``, where the prompt starts (``superpos_kernels.init``).
+        w_init: ``normal`` (default) | ``cone`` | ``prompt``, where the prompt starts (``superpos_kernels.init``).
 
     ``w`` is initialised ``N(0, 1/m)``: the superposed prompt then starts with the expected norm of one vocabulary
     row (for near-orthogonal rows ``|p|^2 = sum_j w_j^2 |e_j|^2``), and the random signs break the symmetry between
@@ -255,6 +255,9 @@ class SuperPosPrompt(nn.Module):
         seed = config_int(path, config, "seed", minimum=0, default=0)
         embed_scale = config_float(path, config, "embed_scale", 1.0)
         base_model_name = config_optional_str(path, config, "base_model_name_or_path")
+        w_init = config_optional_str(path, config, "w_init") or "normal"  # adapters saved before the record: normal
+        if w_init not in W_INITS:
+            raise SuperPosInputError(f"{path}: w_init {w_init!r} is not one of {', '.join(W_INITS)}")
         dim = _resolve_embedding(embedding).weight.shape[1]
         saved_dim = config_int(path, config, "embedding_dim", default=dim)
         if saved_dim != dim:
@@ -272,6 +275,7 @@ class SuperPosPrompt(nn.Module):
             seed=seed,
             base_model_name=base_model_name,
             embed_scale=embed_scale,
+            w_init=w_init,
         )
         tensors = load_adapter_weights(folder / WEIGHTS_NAME, expected)
         with torch.no_grad():

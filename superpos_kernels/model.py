@@ -340,6 +340,7 @@ def get_superpos_model(model: nn.Module, config: SuperPosConfig) -> SuperPosMode
             vocab_size=config.vocab_size,
             exclude_ids=config.exclude_ids,
             base_model_name=_model_name(model),
+            w_init=config.w_init,
         )
     except ValueError as exc:
         raise ValueError(f"SuperPosConfig does not fit {type(model).__name__}: {exc}") from None

@@ -14,7 +14,8 @@ from superpos_trainer.errors import ConfigError
 from superpos_trainer.methods import PromptMethod, ResidualMethod, build_method, embedding_rms, load_method
 from superpos_trainer.models import load_model
 
-from superpos_kernels import SuperPosPrompt
+from superpos_kernels import SuperPosConfig, SuperPosPrompt, get_superpos_model
+from superpos_kernels.errors import SuperPosInputError
 from superpos_kernels.init import W_INITS
 
 from .model_fixtures import tiny_config, tiny_llama  # noqa: F401
@@ -208,6 +209,35 @@ def test_prompt_init_starts_exactly_at_simple_prompt_tuning(tiny_llama):  # noqa
     torch.testing.assert_close(superpos.layer.materialize(), simple, rtol=0, atol=0)
     w = superpos.layer.w.detach()
     assert torch.equal(w.sum(1), torch.ones(5)) and int((w != 0).sum()) == 5
+
+
+def test_superpos_config_takes_and_checks_w_init(tiny_llama):  # noqa: F811
+    assert SuperPosConfig().w_init == TrainConfig().w_init  # the library and the CLI start from the same default
+    model = load_model(str(tiny_llama)).model
+    wrapped = get_superpos_model(model, SuperPosConfig(num_prompt_tokens=3, num_sampled_tokens=8, w_init="prompt"))
+    assert wrapped.prompt.w_init == "prompt" and int((wrapped.prompt.w != 0).sum()) == 3
+    with pytest.raises(ValueError, match=r"SuperPosConfig\.w_init must be one of normal, cone, prompt, got 'uniform'"):
+        SuperPosConfig(w_init="uniform")
+
+
+@pytest.mark.parametrize("record", ["cone", None, "uniform"])
+def test_library_reload_keeps_the_w_init_record(record, tmp_path):
+    embedding = torch.nn.Embedding.from_pretrained(_table(0.3))
+    layer = SuperPosPrompt(embedding, 3, 8, seed=1, w_init="cone")
+    layer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["w_init"] == "cone"
+    if record is None:
+        del config["w_init"]  # saved before the record existed: those adapters started from the plain draw
+    else:
+        config["w_init"] = record
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    if record == "uniform":
+        with pytest.raises(SuperPosInputError, match="w_init 'uniform' is not one of normal, cone, prompt"):
+            SuperPosPrompt.from_pretrained(tmp_path, embedding)
+        return
+    reloaded = SuperPosPrompt.from_pretrained(tmp_path, embedding)
+    assert reloaded.w_init == (record or "normal") and torch.equal(reloaded.w, layer.w)
 
 
 def test_unknown_w_init_is_refused():
