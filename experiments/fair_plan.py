@@ -89,7 +89,10 @@ class Run:
         return runs_root / self.model / self.task / f"{self.method}-lr{format_lr(self.lr)}-seed{self.seed}"
 
     def run_dir(self, runs_root: Path = RUNS) -> Path:
-        return self.folder(runs_root) / "run"
+        """The trainer's run folder, ``<folder>/run``; in the committed copy of finished runs' files
+        (experiments/results/fair/run_files, where a run folder holds its results.json itself) the folder."""
+        folder = self.folder(runs_root)
+        return folder if (folder / "results.json").is_file() else folder / "run"
 
     def options(self, runs_root: Path = RUNS) -> dict[str, Any]:
         holdout = SMALL_TRAIN_SPLITS.get(self.task)

@@ -7,7 +7,10 @@ docs/EXPERIMENTS.md between ``<!-- fair-report:begin -->`` and ``<!-- fair-repor
 owns the appendix; the markdown: experiments/fair_markdown.py). No number is typed by hand. The driver regenerates
 it after every finished run.
 
-    python experiments/fair_report.py
+    python experiments/fair_report.py                                             # from the grid's run folders
+    python experiments/fair_report.py --runs experiments/results/fair/run_files   # from the committed copy
+
+The committed docs/EXPERIMENTS.md is generated from the committed copy (a test checks it is).
 
 Statistics (functions below, tested in tests/test_fair_report.py):
 
@@ -46,6 +49,7 @@ from experiments import fair_plan as fp
 
 ROOT = fp.ROOT
 RESULTS = ROOT / "experiments" / "results" / "fair"
+RUN_FILES = RESULTS / "run_files"  # finished runs' files as committed: <model>/<task>/<run>/{results,config,...}.json
 DOC = ROOT / "docs" / "EXPERIMENTS.md"
 BASELINES = ("prompt", "residual")
 CONCLUSIVE_HALF_WIDTH = 0.02  # the issue: a pooled CI narrower than +-2 pp is conclusive even if it includes 0
@@ -388,7 +392,18 @@ def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    models = collect()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=fp.RUNS,
+        help=f"the run folders to read (default: the grid's, {fp.RUNS.relative_to(ROOT)}); the committed copy of "
+        f"the finished runs' files is {RUN_FILES.relative_to(ROOT)}",
+    )
+    args = parser.parse_args(argv)
+    models = collect(args.runs)
     write_outputs(models)
     done = sum(len(d.comparison) for d in models)
     planned = sum(len(tasks) * len(fp.METHODS) * len(fp.SEEDS) for tasks in fp.MODELS.values())

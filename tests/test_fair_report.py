@@ -217,3 +217,17 @@ def test_doc_sections_insert_missing_sections_in_order():
         doc_sections.section(text, doc_sections.FAIR) == "A"
         and doc_sections.section(text, doc_sections.APPENDIX) == "B"
     )
+
+
+def test_the_committed_report_is_generated_from_the_committed_run_files():
+    """docs/EXPERIMENTS.md's fair section is what experiments/fair_report.py makes of the committed run files (no
+    number typed by hand, none left stale); only the regeneration time may differ."""
+    from experiments import fair_markdown
+
+    committed = doc_sections.section(fair_report.DOC.read_text(encoding="utf-8"), doc_sections.FAIR)
+    rendered = fair_markdown.render(fair_report.collect(fair_report.RUN_FILES))
+
+    def lines(text: str) -> list[str]:
+        return [line for line in text.strip().splitlines() if not line.startswith("Last regenerated:")]
+
+    assert lines(committed) == lines(rendered)
