@@ -64,3 +64,10 @@ def test_write_fills_only_the_marked_section(tmp_path, monkeypatch, capsys):
     bare.write_text("no markers\n")
     monkeypatch.setattr("sys.argv", ["precision_parity.py", "--folder", str(runs), "--write", str(bare)])
     assert pp.main() == 2 and "no <!-- precision-parity:begin -->" in capsys.readouterr().err
+
+
+def test_results_page_holds_the_tables_of_the_committed_run_files():
+    from experiments import doc_sections
+
+    page = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
+    assert doc_sections.section(page.read_text(encoding="utf-8"), pp.SECTION) == pp.report(pp.FOLDER).strip("\n")
