@@ -187,7 +187,22 @@ def selection_table(data: fr.ModelData) -> list[str]:
     for task in fp.MODELS[data.plan.model]:
         check = " (the issue's transfer check)" if (data.plan.model, task) == (TRANSFER_MODEL, TRANSFER_TASK) else ""
         out.append(f"- `--lr auto` within the best two on {task}{check}: {auto_checks(data, task, fp.METHODS)}.")
+    out.append(f"- Chosen lr over `--lr auto` (3^k, per task whose selection is done): {factor_summary(data)}.")
     return [*out, ""]
+
+
+def factor_summary(data: fr.ModelData) -> str:
+    """``SuperPos-Prompt: 3x (sst2), 1x (rte) (geometric mean 1.73x); ...``: what a rule fitted on this model would
+    scale ``--lr auto`` by."""
+    parts = []
+    for method, by_task in fr.chosen_factors(data).items():
+        if not by_task:
+            parts.append(f"{NAMES[method]}: pending")
+            continue
+        each = ", ".join(f"{3.0**k:.3g}x ({task})" for task, k in by_task.items())
+        mean = 3.0 ** (sum(by_task.values()) / len(by_task))
+        parts.append(f"{NAMES[method]}: {each} (geometric mean {mean:.3g}x)")
+    return "; ".join(parts)
 
 
 def auto_checks(data: fr.ModelData, task: str, methods: tuple[str, ...]) -> str:

@@ -310,6 +310,19 @@ def selection_rows(data: ModelData) -> list[dict[str, Any]]:
     return rows
 
 
+def chosen_factors(data: ModelData) -> dict[str, dict[str, int]]:
+    """Per method, per task whose selection is done: the exponent k of the chosen lr = ``--lr auto`` x 3^k. The
+    learning-rate rule is fitted on these (issue 15: derive it on SmolLM2-135M, check it on Gemma-3-270M)."""
+    return {
+        method: {
+            task: chosen
+            for task in fp.MODELS[data.plan.model]
+            if (chosen := data.plan.selections[(task, method)].chosen) is not None
+        }
+        for method in fp.METHODS
+    }
+
+
 def auto_checks(data: ModelData, task: str) -> dict[str, tuple[int | None, int]]:
     """Per method on ``task``: ``--lr auto``'s rank among the final candidates (None while the selection runs) and
     their number; within the best two = the issue's check of the derived default."""

@@ -141,6 +141,15 @@ def test_tables_from_run_files(runs_root: Path):
     assert all(r["rank"] is None for r in residual)  # no rank until the extension is scored
     assert fair_report.auto_checks(data, "rte") == {"superpos": (2, 4), "prompt": (1, 3), "residual": (None, 4)}
     assert fair_report.auto_checks(data, "cb") == {m: (None, 3) for m in fp.METHODS}
+    # the chosen lr as auto x 3^k per finished selection: SuperPos auto on SST-2, 3 auto on RTE; prompt auto on both
+    assert fair_report.chosen_factors(data) == {"superpos": {"sst2": 0, "rte": 1}, "prompt": {"sst2": 0, "rte": 0},
+                                                "residual": {}}  # fmt: skip
+    from experiments import fair_markdown
+
+    assert fair_markdown.factor_summary(data).startswith(
+        "SuperPos-Prompt: 1x (sst2), 3x (rte) (geometric mean 1.73x); simple prompt tuning: 1x (sst2), 1x (rte)"
+    )
+    assert fair_markdown.factor_summary(data).endswith("Residual prompt tuning: pending")
 
     keys, waiting = fair_report.missing(data)
     for task in ("sst2", "rte"):  # the extension, 9 x 0.0483, on each task
