@@ -176,6 +176,17 @@ def test_resume_decisions_from_the_run_folder(tmp_path: Path):
     assert run_fair.command_for(run, "done", tmp_path) is None
 
 
+def test_a_committed_copy_of_run_files_is_read_in_place_and_a_grid_folder_through_run(tmp_path: Path):
+    run = fp.Run("smollm2-135m", "sst2", "prompt", 1, 0.00129)
+    assert run.run_dir(tmp_path) == run.folder(tmp_path) / "run"  # the grid: the trainer writes into run/
+    run.folder(tmp_path).mkdir(parents=True)
+    (run.folder(tmp_path) / "experiment.json").write_text("{}")
+    assert run.run_dir(tmp_path) == run.folder(tmp_path) / "run"  # a run being started: still run/
+    (run.folder(tmp_path) / "results.json").write_text(json.dumps({"best_metric": 0.7}))
+    assert run.run_dir(tmp_path) == run.folder(tmp_path)  # experiments/results/fair/run_files: files in place
+    assert fp.file_score(tmp_path)(run) == 0.7
+
+
 def test_scheduler_claims_in_order_counts_runs_trained_elsewhere_and_skips_failures(tmp_path: Path):
     write_autos(tmp_path)
     d = driver(tmp_path, "smollm2-select", jobs=2, dry_run=False)
