@@ -98,6 +98,8 @@ def protocol_lines() -> list[str]:
         "(`--lr auto`, superpos_trainer/auto_defaults.py), seed 0; the best held-out score wins (tie: the smaller "
         "lr); an edge winner adds one more factor of 3 on that side (at most twice). Per task, so each task gets "
         "each method's best lr and no task waits for another task's selection runs.",
+        f"- SuperPos-Prompt starts from `--w-init {fp.W_INIT}` (the default). `cone` trained to higher scores on "
+        "SST-2 but did not pass the decision rules written before its runs (docs/DEFAULTS_STUDY.md, measurement 3).",
         "- Seeds 0-4 per (task, method) at its chosen lr (seed 0 = the winning selection run); a seed fixes the "
         "training subset, the held-out split, the data order and the prompt's initialisation, so each seed pairs "
         "the three methods on the same data.",
