@@ -4,6 +4,7 @@ only its own section, so either can run without the other's run folders."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 TITLE = "# Experiments: SuperPos-Prompt on pretrained causal LMs (CPU)\n"
@@ -45,12 +46,8 @@ def section(text: str, name: str) -> str | None:
 
 
 def write_section(doc: Path, name: str, body: str) -> None:
-    from superpos_kernels.io import atomic_write
-
     text = doc.read_text(encoding="utf-8") if doc.is_file() else skeleton()
-    new = replace_section(text, name, body)
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(doc, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
+    _write(doc, replace_section(text, name, body))
 
 
 def print_or_fill(text: str, doc: Path | None, name: str) -> int:
@@ -63,9 +60,14 @@ def print_or_fill(text: str, doc: Path | None, name: str) -> int:
     current = doc.read_text(encoding="utf-8")
     begin, end = markers(name)
     if begin not in current or end not in current:
-        import sys
-
         print(f"error: {doc} has no {begin} ... {end} markers to fill", file=sys.stderr)
         return 2
-    doc.write_text(replace_section(current, name, text), encoding="utf-8")
+    _write(doc, replace_section(current, name, text))
     return 0
+
+
+def _write(doc: Path, text: str) -> None:
+    from superpos_kernels.io import atomic_write
+
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(doc, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -30,6 +30,7 @@ Statistics (functions below, tested in tests/test_fair_report.py):
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -405,8 +406,6 @@ def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--runs",

@@ -4,7 +4,7 @@
 SuperPos-Prompt on SmolLM2-135M with the fair grid's budget, three seeds per ``--w-init``, on two tasks:
 
 - SST-2 at the grid's chosen learning rate for ``normal`` (0.00622): ``normal`` (today's default) is the grid's
-  SuperPos seed runs (``NORMAL_GRID``); ``cone`` and ``prompt`` are the same command with ``--w-init`` added;
+  SuperPos seed runs; ``cone`` and ``prompt`` are the same command with ``--w-init`` added;
   simple prompt tuning's grid runs (its chosen lr, ``experiments/results/fair/run_files/``) are shown for scale.
 - RTE at ``--lr auto`` (0.00207, the grid's first selection candidate; RTE's own choice was not made yet): ``normal``
   seed 0 is the grid's selection run, the other runs are the same command.
@@ -43,7 +43,6 @@ from experiments.fair_report import mean_sd, t_interval
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = RESULTS / "fair" / "run_files" / "smollm2-135m"
-NORMAL_GRID = GRID  # where the grid's SuperPos runs with --w-init normal are
 STUDY = RESULTS / "defaults_study" / "winit_training"
 PROMPT_TUNING = "simple prompt tuning"
 SECTION = "winit-training"
@@ -83,37 +82,37 @@ def load(folder: Path) -> dict[str, Any] | None:
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     metric = results["main_metric"]
     return {
-        "metric": metric,
         "best": results["final"]["best"][metric],
         "last": results["final"]["last"][metric],
         "heldout": results["best_metric"],
         "loss20": next(row["train_loss"] for row in rows if row.get("step") == 20),
         "curve": [row[metric] for row in rows if row.get("split") == "holdout"],
-        "examples": results["final"]["examples"],
     }
 
 
-def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path, normal_grid: Path) -> list[Path]:
+def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path) -> list[Path]:
     """Where the run may be, in order: the grid's run files first (``normal`` and simple prompt tuning)."""
     if init == PROMPT_TUNING:
         return [grid / study.task / f"prompt-lr{study.prompt_lr}-seed{seed}"]
     own = runs / f"{study.task}-superpos-{init}-lr{study.lr}-seed{seed}"
-    return [normal_grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
+    return [grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
 
 
-def collect(study: Study, grid: Path, runs: Path, normal_grid: Path) -> dict[str, dict[int, dict[str, Any]]]:
+Found = dict[str, dict[int, dict[str, Any]]]  # init -> seed -> a finished run's scores
+
+
+def collect(study: Study, grid: Path, runs: Path) -> Found:
     """``{init: {seed: scores}}`` for the finished runs (simple prompt tuning as a last row where it has an lr)."""
     rows = (*study.inits, PROMPT_TUNING) if study.prompt_lr else study.inits
-    found: dict[str, dict[int, dict[str, Any]]] = {}
+    found: Found = {}
     for init in rows:
-        folders = {seed: run_folders(study, init, seed, grid, runs, normal_grid) for seed in study.seeds}
+        folders = {seed: run_folders(study, init, seed, grid, runs) for seed in study.seeds}
         loaded = {seed: next(filter(None, map(load, paths)), None) for seed, paths in folders.items()}
         found[init] = {seed: run for seed, run in loaded.items() if run is not None}
     return found
 
 
-def study_report(study: Study, grid: Path, runs: Path, normal_grid: Path) -> list[str]:
-    found = collect(study, grid, runs, normal_grid)
+def study_report(study: Study, found: Found) -> list[str]:
     lines = [
         study.title,
         "",
@@ -152,51 +151,47 @@ def study_report(study: Study, grid: Path, runs: Path, normal_grid: Path) -> lis
     return [*lines, ""]
 
 
-def pooled_lines(studies: tuple[Study, ...], grid: Path, runs: Path, normal_grid: Path) -> list[str]:
-    """Each init minus ``normal`` on the held-out best, over the seed pairs of every study that ran it (the
-    decision rule's number: a default is chosen on held-out rows)."""
-    found = [collect(study, grid, runs, normal_grid) for study in studies]
+def pooled_lines(found: list[Found]) -> list[str]:
+    """Each init minus ``normal`` on the held-out best, over the seed pairs of every study in ``found`` that ran it
+    (the decision rule's number: a default is chosen on held-out rows)."""
     inits = dict.fromkeys(init for f in found for init in f if init not in ("normal", PROMPT_TUNING))
     lines = []
     for init in inits:
-        pairs = {s.task: sorted(set(f.get(init, {})) & set(f["normal"])) for s, f in zip(studies, found, strict=True)}
         diffs = [
             f[init][seed]["heldout"] - f["normal"][seed]["heldout"]
-            for s, f in zip(studies, found, strict=True)
-            for seed in pairs[s.task]
+            for f in found
+            for seed in sorted(set(f.get(init, {})) & set(f["normal"]))
         ]
         if len(diffs) < 2:
             continue
         mean, low, high = t_interval(diffs)
-        tasks = "+".join(TITLES.get(task, task) for task, seeds in pairs.items() if seeds)
         lines.append(
-            f"- **Pooled ({tasks}), {init} minus normal, held-out best**: {100 * mean:+.1f} pp "
+            f"- **Pooled ({init} minus normal, held-out best)**: {100 * mean:+.1f} pp "
             f"[{100 * low:+.1f}, {100 * high:+.1f}] over {len(diffs)} seed pairs (95 % t-interval)."
         )
     return lines
 
 
 def report(
-    grid: Path = GRID,
-    runs: Path = STUDY,
-    studies: tuple[Study, ...] = STUDIES,
-    normal_grid: Path = NORMAL_GRID,
-    pooled: tuple[Study, ...] = FIRST,
+    grid: Path = GRID, runs: Path = STUDY, studies: tuple[Study, ...] = STUDIES, pooled: tuple[Study, ...] = FIRST
 ) -> str:
     """Each study's tables, then the held-out differences pooled over ``pooled`` (the first decision rule's)."""
-    lines = [line for study in studies for line in study_report(study, grid, runs, normal_grid)]
-    return "\n".join([*lines, *pooled_lines(pooled, grid, runs, normal_grid)]).rstrip("\n")
+    found = {study: collect(study, grid, runs) for study in dict.fromkeys([*studies, *pooled])}
+    lines = [line for study in studies for line in study_report(study, found[study])]
+    pooled_text = pooled_lines([found[study] for study in pooled])
+    if pooled_text:
+        tasks = "+".join(TITLES.get(study.task, study.task) for study in pooled)
+        lines += [f"Pooled over {tasks} (each init over the studies that ran it):", "", *pooled_text]
+    return "\n".join(lines).rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=Path, default=GRID, help="the fair grid's SmolLM2 run files")
-    parser.add_argument("--normal-grid", type=Path, default=NORMAL_GRID, help="the grid's --w-init normal run files")
     parser.add_argument("--runs", type=Path, default=STUDY, help="the study's own run folders")
     parser.add_argument("--write", type=Path, help="a markdown file with the section markers to fill")
     args = parser.parse_args(argv)
-    text = report(args.grid, args.runs, STUDIES, args.normal_grid)
-    return doc_sections.print_or_fill(text, args.write, SECTION)
+    return doc_sections.print_or_fill(report(args.grid, args.runs), args.write, SECTION)
 
 
 if __name__ == "__main__":
