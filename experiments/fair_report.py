@@ -415,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the finished runs' files is {RUN_FILES.relative_to(ROOT)}",
     )
     args = parser.parse_args(argv)
+    if not args.runs.is_dir():  # a typo must not overwrite the page with an empty report
+        print(f"error: --runs {args.runs} is not a folder; give the grid's run folders or {RUN_FILES}", file=sys.stderr)
+        return 2
     models = collect(args.runs)
     write_outputs(models)
     done = sum(len(d.comparison) for d in models)

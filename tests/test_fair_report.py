@@ -240,3 +240,9 @@ def test_the_committed_report_is_generated_from_the_committed_run_files():
         return [line for line in text.strip().splitlines() if not line.startswith("Last regenerated:")]
 
     assert lines(committed) == lines(rendered)
+
+
+def test_a_missing_runs_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    before = fair_report.DOC.read_text(encoding="utf-8")
+    assert fair_report.main(["--runs", str(tmp_path / "typo")]) == 2
+    assert "--runs " in capsys.readouterr().err and fair_report.DOC.read_text(encoding="utf-8") == before
