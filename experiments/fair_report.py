@@ -47,6 +47,7 @@ if not __package__:  # run as `python experiments/fair_report.py`: the repositor
 
 from experiments import doc_sections
 from experiments import fair_plan as fp
+from experiments.run_files import read_finished
 
 ROOT = fp.ROOT
 RESULTS = ROOT / "experiments" / "results" / "fair"
@@ -128,17 +129,12 @@ class FairRun:
 
 def load_run(run: fp.Run, runs_root: Path = fp.RUNS) -> FairRun | None:
     """A finished run's numbers; None when it is unfinished (or not a --select-on holdout run)."""
-    results = fp.read_results(run, runs_root)
-    if results is None or results.get("select_on") != "holdout" or not isinstance(results.get("final"), dict):
+    finished = read_finished(run.run_dir(runs_root))
+    if finished is None or finished.results.get("select_on") != "holdout":
         return None
-    from superpos_trainer.run_folder import read_json_object, read_metrics
+    from superpos_trainer.run_folder import read_json_object
 
-    metric = str(results["main_metric"])
-    rows = read_metrics(run.run_dir(runs_root) / "metrics.jsonl")
-    curve = [
-        (int(r["step"]), float(r[metric])) for r in rows if r.get("split") == "holdout" and r.get(metric) is not None
-    ]
-    final = results["final"]
+    results = finished.results
     spec_path = run.folder(runs_root) / "experiment.json"
     spec = read_json_object(spec_path) if spec_path.is_file() else {}
     return FairRun(
@@ -148,13 +144,13 @@ def load_run(run: fp.Run, runs_root: Path = fp.RUNS) -> FairRun | None:
         seed=run.seed,
         lr=run.lr,
         k=run.k,
-        metric=metric,
-        heldout_best=float(results["best_metric"]),
+        metric=finished.metric,
+        heldout_best=finished.heldout_best,
         heldout_best_step=int(results["best_step"]),
-        heldout_curve=curve,
-        val_best=float(final["best"][metric]),
-        val_last=float(final["last"][metric]),
-        val_examples=int(final["examples"]),
+        heldout_curve=finished.curve("holdout"),
+        val_best=finished.final("best"),
+        val_last=finished.final("last"),
+        val_examples=finished.final_examples,
         precision=str(results.get("precision", "?")),
         steps=int(results["steps"]),
         train_seconds=float(results.get("train_seconds", math.nan)),

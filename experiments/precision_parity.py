@@ -21,7 +21,6 @@ standard deviation of fp32's scores over the same seeds (what a different seed a
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
@@ -32,23 +31,23 @@ if not __package__:  # run as a script: the repository root makes `experiments` 
 
 from experiments import doc_sections
 from experiments.fair_report import mean_sd, t_interval
+from experiments.run_files import read_finished
 
 FOLDER = Path(__file__).resolve().parent / "results" / "precision" / "fair_parity"
 SECTION = "precision-parity"
 NAME = re.compile(r"^(?P<method>[a-z]+)-lr(?P<lr>[0-9.e-]+)-seed(?P<seed>\d+)-bf16(?P<bf16>on|off)$")
 
 
-def load(folder: Path) -> dict[str, float | list[float] | str]:
-    results = json.loads((folder / "results.json").read_text())
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    metric = results["main_metric"]
-    final = results["final"]
+def load(folder: Path) -> dict[str, float | list[float] | str] | None:
+    run = read_finished(folder)
+    if run is None:
+        return None
     return {
-        "precision": results["precision"],
-        "best": final["best"][metric],
-        "last": final["last"][metric],
-        "examples": final["examples"],
-        "curve": [row[metric] for row in rows],
+        "precision": run.results["precision"],
+        "best": run.final("best"),
+        "last": run.final("last"),
+        "examples": run.final_examples,
+        "curve": [score for _, score in run.curve(split=None)],
     }
 
 
@@ -57,9 +56,8 @@ def collect(folder: Path) -> dict[tuple[str, str], dict[int, dict[str, dict]]]:
     found: dict[tuple[str, str], dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     for path in sorted(folder.iterdir()):
         match = NAME.match(path.name)
-        if match and (path / "results.json").is_file():
-            key = (match["method"], match["lr"])
-            found[key][int(match["seed"])][match["bf16"]] = load(path)
+        if match and (run := load(path)) is not None:
+            found[match["method"], match["lr"]][int(match["seed"])][match["bf16"]] = run
     return {k: {s: v for s, v in seeds.items() if len(v) == 2} for k, seeds in found.items()}
 
 

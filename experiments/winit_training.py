@@ -29,7 +29,6 @@ held-out rows, as the fair grid chooses its learning rates (the validation split
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ if not __package__:  # run as a script: the repository root makes `experiments` 
 
 from experiments import doc_sections
 from experiments.fair_report import mean_sd, t_interval
+from experiments.run_files import read_finished
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = RESULTS / "fair" / "run_files" / "smollm2-135m"
@@ -76,17 +76,15 @@ STUDIES = (*FIRST, CONFIRMATORY)
 
 def load(folder: Path) -> dict[str, Any] | None:
     """A finished run's scores, or None when ``folder`` has no results.json yet."""
-    if not (folder / "results.json").is_file():
+    run = read_finished(folder)
+    if run is None:
         return None
-    results = json.loads((folder / "results.json").read_text())
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    metric = results["main_metric"]
     return {
-        "best": results["final"]["best"][metric],
-        "last": results["final"]["last"][metric],
-        "heldout": results["best_metric"],
-        "loss20": next(row["train_loss"] for row in rows if row.get("step") == 20),
-        "curve": [row[metric] for row in rows if row.get("split") == "holdout"],
+        "best": run.final("best"),
+        "last": run.final("last"),
+        "heldout": run.heldout_best,
+        "loss20": next(row["train_loss"] for row in run.rows if row.get("step") == 20),
+        "curve": [score for _, score in run.curve("holdout")],
     }
 
 

@@ -17,7 +17,8 @@ def _run(folder: Path, name: str, precision: str, best: float, last: float, curv
     final = {"split": "validation", "examples": 872, "best": {"accuracy": best}, "last": {"accuracy": last}}
     results = {"precision": precision, "main_metric": "accuracy", "final": final}
     (path / "results.json").write_text(json.dumps(results))
-    (path / "metrics.jsonl").write_text("".join(json.dumps({"accuracy": v, "split": "holdout"}) + "\n" for v in curve))
+    rows = [{"step": 20 * (k + 1), "accuracy": v, "split": "holdout"} for k, v in enumerate(curve)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _pair(folder: Path, seed: int, fp32: float, bf16: float) -> None:
