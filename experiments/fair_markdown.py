@@ -55,7 +55,8 @@ def answer_line(data: fr.ModelData, baseline: str = "prompt") -> str:
         f"(95 % CI, {pooled['val_best_n']} seed-paired (task, seed) pairs)"
     )
     if done < data.planned:
-        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.** So far: {interim}."
+        so_far = f" So far: {interim}." if pooled["val_best_n"] else ""
+        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}"
     return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}."
 
 
@@ -76,7 +77,7 @@ def render(models: list[fr.ModelData]) -> str:
         else:
             planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
-    out += [transfer_line(started.get(TRANSFER_MODEL)), ""]
+    out += [transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)), ""]
     out += protocol_lines()
     for data in models:
         out += model_lines(data)
@@ -195,21 +196,22 @@ def selection_table(data: fr.ModelData) -> list[str]:
 
 def factor_summary(data: fr.ModelData) -> str:
     """``SuperPos-Prompt: 3x (sst2), 1x (rte) (geometric mean 1.73x); ...``: what a rule fitted on this model would
-    scale ``--lr auto`` by."""
+    scale ``--lr auto`` by; ``rule F = 3x`` once every task's selection is done."""
     parts = []
+    rule = fr.fitted_rule(data)
     for method, by_task in fr.chosen_factors(data).items():
         if not by_task:
             parts.append(f"{NAMES[method]}: pending")
             continue
         each = ", ".join(f"{3.0**k:.3g}x ({task})" for task, k in by_task.items())
         mean = 3.0 ** (sum(by_task.values()) / len(by_task))
-        parts.append(f"{NAMES[method]}: {each} (geometric mean {mean:.3g}x)")
+        fitted = "" if rule[method] is None else f"; rule F = {3.0 ** rule[method]:.3g}x"
+        parts.append(f"{NAMES[method]}: {each} (geometric mean {mean:.3g}x{fitted})")
     return "; ".join(parts)
 
 
-def auto_checks(data: fr.ModelData, task: str, methods: tuple[str, ...]) -> str:
-    """``SuperPos-Prompt yes (rank 1 of 3); ...``: each method's ``--lr auto`` rank on ``task``."""
-    checks = fr.auto_checks(data, task)
+def rank_summary(checks: dict[str, tuple[int | None, int]], methods: tuple[str, ...]) -> str:
+    """``SuperPos-Prompt yes (rank 1 of 3); ...``: within the best two of the final candidates?"""
     parts = []
     for method in methods:
         rank, size = checks[method]
@@ -218,11 +220,32 @@ def auto_checks(data: fr.ModelData, task: str, methods: tuple[str, ...]) -> str:
     return "; ".join(parts)
 
 
-def transfer_line(data: fr.ModelData | None) -> str:
-    """The issue's check of the derived default on Gemma-3-270M, SST-2 (no re-tuning), stated with the answer."""
+def auto_checks(data: fr.ModelData, task: str, methods: tuple[str, ...]) -> str:
+    """Each method's ``--lr auto`` rank on ``task``."""
+    return rank_summary(fr.auto_checks(data, task), methods)
+
+
+def transfer_line(data: fr.ModelData | None, rule_data: fr.ModelData | None) -> str:
+    """The issue's check on Gemma-3-270M, SST-2 (no re-tuning): the derived default ``F x --lr auto``, F fitted on
+    SmolLM2-135M's selections, within the best two of the candidates? Plain ``--lr auto`` (F = 1) beside it."""
     name = MODEL_NAMES[TRANSFER_MODEL]
-    state = "pending (not started)" if data is None else auto_checks(data, TRANSFER_TASK, TRANSFER_METHODS)
-    return f"- **`--lr auto` transferred to {name}** (SST-2: within the best two of its lr candidates?): {state}."
+    rule = {m: None for m in TRANSFER_METHODS} if rule_data is None else fr.fitted_rule(rule_data)
+    if any(rule[m] is None for m in TRANSFER_METHODS):
+        derived = f"F pending ({MODEL_NAMES[fr.RULE_MODEL]}'s four selections not all done)"
+    else:
+        factors = ", ".join(f"{NAMES[m]} {3.0 ** rule[m]:.3g}x" for m in TRANSFER_METHODS)
+        exponents = {m: int(rule[m]) for m in TRANSFER_METHODS}
+        state = (
+            "pending (not started)"
+            if data is None
+            else rank_summary(fr.rank_checks(data, TRANSFER_TASK, exponents), TRANSFER_METHODS)
+        )
+        derived = f"F fitted on {MODEL_NAMES[fr.RULE_MODEL]}: {factors}; {state}"
+    plain = "pending (not started)" if data is None else auto_checks(data, TRANSFER_TASK, TRANSFER_METHODS)
+    return (
+        f"- **The derived default `F x --lr auto` transferred to {name}** (SST-2, no re-tuning: within the best two "
+        f"of its lr candidates?): {derived}. Plain `--lr auto`: {plain}."
+    )
 
 
 def missing_lines(data: fr.ModelData, name: str) -> list[str]:

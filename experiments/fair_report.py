@@ -54,6 +54,7 @@ RESULTS = ROOT / "experiments" / "results" / "fair"
 RUN_FILES = RESULTS / "run_files"  # finished runs' files as committed: <model>/<task>/<run>/{results,config,...}.json
 DOC = ROOT / "docs" / "EXPERIMENTS.md"
 BASELINES = ("prompt", "residual")
+RULE_MODEL = "smollm2-135m"  # the learning-rate rule is fitted here and checked on Gemma-3-270M (issue 15)
 CONCLUSIVE_HALF_WIDTH = 0.02  # the issue: a pooled CI narrower than +-2 pp is conclusive even if it includes 0
 
 
@@ -320,12 +321,38 @@ def chosen_factors(data: ModelData) -> dict[str, dict[str, int]]:
     }
 
 
+def fitted_exponent(exponents: Sequence[int]) -> int:
+    """The rule's exponent from the chosen ones: ``round(mean k)``, a tie (a mean of x.5) rounded toward 0, so
+    that a factor is adopted only when more than half of the evidence asks for it (docs/DEFAULTS_STUDY.md, written
+    before the tasks that decide it were selected)."""
+    mean = sum(exponents) / len(exponents)
+    return int(math.copysign(math.ceil(abs(mean) - 0.5), mean))
+
+
+def fitted_rule(data: ModelData) -> dict[str, int | None]:
+    """Per method: the exponent F = 3^k of the derived default ``F x --lr auto``, once every task of the model has
+    its lr chosen (None before: a rule fitted on part of the tasks would be a different rule)."""
+    tasks = fp.MODELS[data.plan.model]
+    return {
+        method: fitted_exponent(list(by_task.values())) if len(by_task) == len(tasks) else None
+        for method, by_task in chosen_factors(data).items()
+    }
+
+
+def rank_checks(data: ModelData, task: str, exponents: Mapping[str, int]) -> dict[str, tuple[int | None, int]]:
+    """Per method on ``task``: the rank of the candidate ``auto x 3^k`` (k from ``exponents``) among the final
+    candidates (None while the selection runs, or when k is not a candidate) and their number."""
+    checks = {}
+    for method, k in exponents.items():
+        selection = data.plan.selections[(task, method)]
+        checks[method] = (selection.rank_of(k) if k in selection.candidates else None, len(selection.candidates))
+    return checks
+
+
 def auto_checks(data: ModelData, task: str) -> dict[str, tuple[int | None, int]]:
     """Per method on ``task``: ``--lr auto``'s rank among the final candidates (None while the selection runs) and
     their number; within the best two = the issue's check of the derived default."""
-    return {
-        r["method"]: (r["rank"], r["candidates"]) for r in selection_rows(data) if r["task"] == task and r["is_auto"]
-    }
+    return rank_checks(data, task, dict.fromkeys(fp.METHODS, 0))
 
 
 def missing(data: ModelData) -> tuple[list[str], int]:

@@ -172,7 +172,11 @@ def test_report_answers_first_and_keeps_the_appendix(runs_root: Path, tmp_path: 
     assert answer < fair.index("### Protocol") < fair.index("### SmolLM2-135M")
     assert "**SmolLM2-135M: not yet conclusive: 8 of 60 runs done.**" in fair
     assert "**Gemma-3-270M: not yet conclusive: 0 of 30 runs done** (not started)" in fair
-    assert "- **`--lr auto` transferred to Gemma-3-270M** (SST-2: within the best two of its lr candidates?): " in fair
+    assert (
+        "- **The derived default `F x --lr auto` transferred to Gemma-3-270M** (SST-2, no re-tuning: within the best "
+        "two of its lr candidates?): F pending (SmolLM2-135M's four selections not all done). Plain `--lr auto`: "
+        "pending (not started)." in fair
+    )
     assert "Learning rate per (model, task, method), on that task's held-out scores only" in fair
     assert "Precision of the runs in these tables: bf16-autocast." in fair
     assert "| sst2 (accuracy) | SuperPos-Prompt | 0.00207 | 3 | 80.3 ± 1.5 |" in fair
@@ -210,12 +214,54 @@ def test_the_issue_transfer_check_is_stated_for_gemma_on_sst2(tmp_path: Path):
     fair_report.write_outputs([data], tmp_path / "results", doc)
     fair = doc_sections.section(doc.read_text(), doc_sections.FAIR)
     assert (
-        "- **`--lr auto` transferred to Gemma-3-270M** (SST-2: within the best two of its lr candidates?): "
+        "F pending (SmolLM2-135M's four selections not all done). Plain `--lr auto`: "
         "SuperPos-Prompt no (rank 3 of 4); simple prompt tuning yes (rank 1 of 3)." in fair
     )
     assert "**Gemma-3-270M: not yet conclusive: 2 of 30 runs done.**" in fair
     assert "- `--lr auto` within the best two on sst2 (the issue's transfer check): SuperPos-Prompt no" in fair
     assert "- `--lr auto` within the best two on rte: SuperPos-Prompt pending" in fair
+
+
+@pytest.mark.parametrize(
+    ("chosen", "fitted"),
+    [([1, 1, 1, 0], 1), ([1, 1, 0, 0], 0), ([-1, -1, 0, 0], 0), ([2, 1, 1, 1], 1), ([2, 2, 1, 1], 1), ([-2, -1], -1),
+     ([0, 0, 0, 0], 0), ([-1, -1, -1, 0], -1)],
+)  # fmt: skip
+def test_the_rule_rounds_the_mean_exponent_and_a_tie_toward_plain_auto(chosen: list[int], fitted: int):
+    assert fair_report.fitted_exponent(chosen) == fitted
+
+
+def test_the_rule_fitted_on_smollm2_is_checked_on_gemma_sst2(tmp_path: Path):
+    """SmolLM2's four selections fix F per method (SuperPos 3 auto on three tasks of four: F = 3; prompt tuning auto
+    everywhere: F = 1; Residual's MRPC selection is unfinished: no rule); Gemma's SST-2 candidates then rank F x auto
+    (SuperPos: 3 auto ranks 1 of 4, while plain auto ranks 3)."""
+    root = tmp_path / "fair"
+    gemma = "gemma3-270m"
+    write_autos(root)
+    write_autos(root, gemma)
+    wins = {1: {-1: 0.5, 0: 0.55, 1: 0.6, 2: 0.54}, 0: {-1: 0.5, 0: 0.6, 1: 0.55}}  # held-out scores choosing k
+    for task, superpos_k in (("sst2", 1), ("rte", 1), ("cb", 1), ("mrpc", 0)):
+        for method, k in (("superpos", superpos_k), ("prompt", 0), ("residual", 0)):
+            for candidate, best in wins[k].items():
+                if (task, method, candidate) != ("mrpc", "residual", 1):  # one candidate short: undecided
+                    fake(fp.selection_run(MODEL, task, method, AUTOS[method], candidate), root, [0.5, best], 0.7, 0.7)
+    for method, scores in {"superpos": {-1: 0.65, 0: 0.6, 1: 0.7, 2: 0.55}, "prompt": wins[0]}.items():
+        for k, best in scores.items():
+            fake(fp.selection_run(gemma, "sst2", method, AUTOS[method], k), root, [0.5, best], 0.7, 0.7)
+    data = {d.plan.model: d for d in fair_report.collect(root)}
+    assert fair_report.fitted_rule(data[MODEL]) == {"superpos": 1, "prompt": 0, "residual": None}
+    assert fair_report.rank_checks(data[gemma], "sst2", {"superpos": 1, "prompt": 0}) == {
+        "superpos": (1, 4),
+        "prompt": (1, 3),
+    }
+    from experiments import fair_markdown
+
+    assert "(geometric mean 2.28x; rule F = 3x)" in fair_markdown.factor_summary(data[MODEL])
+    assert fair_markdown.transfer_line(data[gemma], data[MODEL]).endswith(
+        "F fitted on SmolLM2-135M: SuperPos-Prompt 3x, simple prompt tuning 1x; SuperPos-Prompt yes (rank 1 of 4); "
+        "simple prompt tuning yes (rank 1 of 3). Plain `--lr auto`: SuperPos-Prompt no (rank 3 of 4); "
+        "simple prompt tuning yes (rank 1 of 3)."
+    )
 
 
 def test_doc_sections_insert_missing_sections_in_order():
