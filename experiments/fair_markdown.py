@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any
 
+from experiments import chance_levels
 from experiments import fair_plan as fp
 from experiments import fair_report as fr
 
@@ -118,7 +119,7 @@ def model_lines(data: fr.ModelData) -> list[str]:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
     return [
         f"### {name}\n",
-        *methods_table(fr.method_rows(data)),
+        *methods_table(fr.method_rows(data), chance_levels.read()),
         *paired_table(fr.paired_rows(data)),
         *reach_table(fr.reach_rows(data)),
         *selection_table(data),
@@ -126,21 +127,27 @@ def model_lines(data: fr.ModelData) -> list[str]:
     ]
 
 
-def methods_table(rows: list[dict[str, Any]]) -> list[str]:
+def methods_table(rows: list[dict[str, Any]], chance: dict[str, dict[str, Any]]) -> list[str]:
+    """Per (task, method): the validation scores; beside them the score of one constant answer (``chance``, from
+    experiments/chance_levels.py), the level below which a method learned nothing."""
     precisions = sorted({p for r in rows for p in r["precision"]})
     mixed = " (MIXED: compare with care)" if len(precisions) > 1 else ""
     out = [
-        f"Precision of the runs in these tables: {', '.join(precisions) or '-'}{mixed}.\n",
+        f"Precision of the runs in these tables: {', '.join(precisions) or '-'}{mixed}. Constant answer: the best "
+        "score of giving one answer to every validation example (`experiments/chance_levels.py`).\n",
         "| task | method | lr | seeds | validation, best adapter (mean ± sd, %) | last adapter | held-out best | "
-        "val. examples | precision |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "constant answer | val. examples | precision |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lr = "pending" if r["lr"] is None else fp.format_lr(r["lr"])
+        level = chance.get(r["task"])
+        constant = "-" if level is None else f"{pp(level['score'])} ({level['answer']})"
         out.append(
             f"| {r['task']} ({r['metric'] or '-'}) | {NAMES[r['method']]} | {lr} | {len(r['seeds'])} | "
             f"{mean_sd(r['val_best_mean'], r['val_best_sd'])} | {mean_sd(r['val_last_mean'], r['val_last_sd'])} | "
-            f"{pp(r['heldout_best_mean'])} | {r['val_examples'] or '-'} | {', '.join(r['precision']) or '-'} |"
+            f"{pp(r['heldout_best_mean'])} | {constant} | {r['val_examples'] or '-'} | "
+            f"{', '.join(r['precision']) or '-'} |"
         )
     return [*out, ""]
 
