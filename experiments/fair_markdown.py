@@ -69,7 +69,9 @@ def render(models: list[fr.ModelData]) -> str:
         f"Last regenerated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n",
         "**Answer** (SuperPos-Prompt minus simple prompt tuning, full validation split, best adapter chosen on "
         "held-out training data; pooled over tasks and seeds; conclusive when the 95 % CI excludes 0 or is narrower "
-        "than +-2 pp):\n",
+        f"than +-2 pp). It holds for this budget only: {fp.BUDGET['max_steps']} optimizer steps of "
+        f"{fp.BUDGET['batch_size']} examples per run (what 2 CPU cores allow for 90 runs; the paper trains 80 "
+        "epochs), so it answers which method learns more in a short run, not which ends higher:\n",
     ]
     started = {d.plan.model: d for d in models}
     for model, tasks in fp.MODELS.items():
