@@ -24,8 +24,9 @@ if not __package__:  # run as a script: the repository root makes `experiments` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import fair_plan as fp
+from experiments.fair_report import RESULTS
 
-CHANCE = fp.ROOT / "experiments" / "results" / "fair" / "chance.json"
+CHANCE = RESULTS / "chance.json"
 
 
 def constant_answer(task_name: str, data_dir: str | Path) -> dict[str, Any]:

@@ -82,8 +82,9 @@ def render(models: list[fr.ModelData]) -> str:
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
     out += [transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)), ""]
     out += protocol_lines()
+    chance = chance_levels.read()
     for data in models:
-        out += model_lines(data)
+        out += model_lines(data, chance)
     return "\n".join(out) + "\n"
 
 
@@ -117,11 +118,11 @@ def protocol_lines() -> list[str]:
     ]
 
 
-def model_lines(data: fr.ModelData) -> list[str]:
+def model_lines(data: fr.ModelData, chance: dict[str, dict[str, Any]]) -> list[str]:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
     return [
         f"### {name}\n",
-        *methods_table(fr.method_rows(data), chance_levels.read()),
+        *methods_table(fr.method_rows(data), chance),
         *paired_table(fr.paired_rows(data)),
         *reach_table(fr.reach_rows(data)),
         *selection_table(data),
@@ -238,12 +239,12 @@ def transfer_line(data: fr.ModelData | None, rule_data: fr.ModelData | None) -> 
     """The issue's check on Gemma-3-270M, SST-2 (no re-tuning): the derived default ``F x --lr auto``, F fitted on
     SmolLM2-135M's selections, within the best two of the candidates? Plain ``--lr auto`` (F = 1) beside it."""
     name = MODEL_NAMES[TRANSFER_MODEL]
-    rule = {m: None for m in TRANSFER_METHODS} if rule_data is None else fr.fitted_rule(rule_data)
-    if any(rule[m] is None for m in TRANSFER_METHODS):
+    rule = {} if rule_data is None else fr.fitted_rule(rule_data)
+    exponents = {m: k for m in TRANSFER_METHODS if (k := rule.get(m)) is not None}
+    if len(exponents) < len(TRANSFER_METHODS):
         derived = f"F pending ({MODEL_NAMES[fr.RULE_MODEL]}'s four selections not all done)"
     else:
-        factors = ", ".join(f"{NAMES[m]} {3.0 ** rule[m]:.3g}x" for m in TRANSFER_METHODS)
-        exponents = {m: int(rule[m]) for m in TRANSFER_METHODS}
+        factors = ", ".join(f"{NAMES[m]} {3.0**k:.3g}x" for m, k in exponents.items())
         state = (
             "pending (not started)"
             if data is None

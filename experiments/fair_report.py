@@ -342,16 +342,15 @@ def fitted_rule(data: ModelData) -> dict[str, int | None]:
 def rank_checks(data: ModelData, task: str, exponents: Mapping[str, int]) -> dict[str, tuple[int | None, int]]:
     """Per method on ``task``: the rank of the candidate ``auto x 3^k`` (k from ``exponents``) among the final
     candidates (None while the selection runs, or when k is not a candidate) and their number."""
-    checks = {}
-    for method, k in exponents.items():
-        selection = data.plan.selections[(task, method)]
-        checks[method] = (selection.rank_of(k) if k in selection.candidates else None, len(selection.candidates))
-    return checks
+    selections = {method: data.plan.selections[(task, method)] for method in exponents}
+    return {
+        method: (selections[method].rank_of(k), len(selections[method].candidates)) for method, k in exponents.items()
+    }
 
 
 def auto_checks(data: ModelData, task: str) -> dict[str, tuple[int | None, int]]:
     """Per method on ``task``: ``--lr auto``'s rank among the final candidates (None while the selection runs) and
-    their number; within the best two = the issue's check of the derived default."""
+    their number (F = 1 of the derived default ``F x auto``, whose check is ``rank_checks``)."""
     return rank_checks(data, task, dict.fromkeys(fp.METHODS, 0))
 
 
