@@ -64,8 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is None or not Path(args.data_dir).is_dir():
         print(f"error: --data-dir {args.data_dir} is not a folder; give one laid out like shared/data", file=sys.stderr)
         return 2
+    from superpos_trainer.data import DataError
+
     tasks = sorted({task for tasks in fp.MODELS.values() for task in tasks})
-    levels = compute(tasks, args.data_dir)
+    try:
+        levels = compute(tasks, args.data_dir)
+    except DataError as exc:  # a missing or malformed file: its one line (path, line, what is wrong), no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     CHANCE.write_text(json.dumps(levels, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     for task, level in levels.items():
         print(f"{task}: {level['metric']} {level['score']:.4f} answering {level['answer']!r} ({level['examples']})")

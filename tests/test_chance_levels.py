@@ -31,6 +31,14 @@ def test_a_missing_data_folder_is_one_line_and_exit_2(tmp_path: Path, capsys):
     assert capsys.readouterr().err.startswith("error: --data-dir ")
 
 
+def test_a_data_folder_without_a_task_file_is_one_line_and_exit_2(tmp_path: Path, capsys):
+    _write(tmp_path / "glue/sst2/dev.tsv", "sentence\tlabel\ngood\t1\n")  # the other tasks' files are missing
+    assert chance_levels.main(["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not chance_levels.CHANCE.read_text().startswith("{}")  # the committed file is left as it was
+
+
 def test_the_committed_levels_cover_every_task_of_the_grid():
     from experiments import fair_plan as fp
 
