@@ -1,8 +1,9 @@
 """The fair comparison's section of docs/EXPERIMENTS.md, rendered from experiments/fair_report.py's tables.
 
 The answer comes first (per model: SuperPos-Prompt minus simple prompt tuning, pooled, with its CI, or "not yet
-conclusive: N of M runs done") and the issue's transfer check of ``--lr auto`` (Gemma-3-270M, SST-2), then the
-protocol, then per model the tables (the lr selection per task). Numbers only from the tables.
+conclusive: N of M runs done"), the issue's transfer check of ``F x --lr auto`` (Gemma-3-270M, SST-2) and its
+out-of-box check (each method at its derived default), then the protocol, then per model the tables (the lr
+selection per task). Numbers only from the tables.
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ def render(models: list[fr.ModelData]) -> str:
         else:
             planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
-    out += [transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)), ""]
+    rule_data = started.get(fr.RULE_MODEL)
+    rule = {} if rule_data is None else fr.fitted_rule(rule_data)
+    out += [transfer_line(started.get(TRANSFER_MODEL), rule_data), default_line(models, rule), ""]
     out += protocol_lines()
     chance = chance_levels.read()
     for data in models:
-        out += model_lines(data, chance)
+        out += model_lines(data, chance, rule)
     return "\n".join(out) + "\n"
 
 
@@ -118,12 +121,13 @@ def protocol_lines() -> list[str]:
     ]
 
 
-def model_lines(data: fr.ModelData, chance: dict[str, dict[str, Any]]) -> list[str]:
+def model_lines(data: fr.ModelData, chance: dict[str, dict[str, Any]], rule: dict[str, int | None]) -> list[str]:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
     return [
         f"### {name}\n",
         *methods_table(fr.method_rows(data), chance),
         *paired_table(fr.paired_rows(data)),
+        *default_table(data, rule),
         *reach_table(fr.reach_rows(data)),
         *selection_table(data),
         *missing_lines(data, name),
@@ -155,6 +159,12 @@ def methods_table(rows: list[dict[str, Any]], chance: dict[str, dict[str, Any]])
     return [*out, ""]
 
 
+def best_last(row: dict[str, Any]) -> str:
+    """A paired row's two cells: the best adapter's and the last adapter's difference with their CIs."""
+    best = ci(row["val_best_mean"], row["val_best_low"], row["val_best_high"])
+    return f"{best} | {ci(row['val_last_mean'], row['val_last_low'], row['val_last_high'])}"
+
+
 def paired_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "Paired differences, SuperPos-Prompt minus the baseline (pp, mean [95 % t-interval]):\n",
@@ -162,9 +172,59 @@ def paired_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        best = ci(r["val_best_mean"], r["val_best_low"], r["val_best_high"])
-        last = ci(r["val_last_mean"], r["val_last_low"], r["val_last_high"])
-        out.append(f"| {NAMES[r['baseline']]} | {r['task']} | {r['val_best_n']} | {best} | {last} | {r['verdict']} |")
+        out.append(f"| {NAMES[r['baseline']]} | {r['task']} | {r['val_best_n']} | {best_last(r)} | {r['verdict']} |")
+    return [*out, ""]
+
+
+OUT_OF_BOX = {  # the issue: "out of the box, SuperPos is not worse than simple prompt tuning beyond seed noise"
+    "higher": "higher",
+    "lower": "WORSE beyond seed noise",
+    "equivalent": "not worse (within +-2 pp)",
+    "inconclusive": "not worse beyond seed noise (the CI includes 0)",
+    "undetermined": "undetermined (fewer than 2 pairs)",
+}
+
+
+def default_line(models: list[fr.ModelData], rule: dict[str, int | None]) -> str:
+    """The answer's out-of-box line: per model, the pooled SuperPos minus prompt tuning at the derived defaults."""
+    head = (
+        "- **Out of the box** (each method at its derived default `F x --lr auto`, F fitted on "
+        f"{MODEL_NAMES[fr.RULE_MODEL]}; SuperPos-Prompt minus simple prompt tuning, seed-paired, pooled): "
+    )
+    if rule.get("superpos") is None or rule.get("prompt") is None:
+        return head + f"pending (F not fitted: {MODEL_NAMES[fr.RULE_MODEL]}'s four selections not all done)."
+    parts = []
+    for data in models:
+        pooled = fr.default_rows(data, rule)[-1]
+        diff = ci(pooled["val_best_mean"], pooled["val_best_low"], pooled["val_best_high"])
+        parts.append(
+            f"{MODEL_NAMES[data.plan.model]} {diff} over {pooled['val_best_n']} pairs: {OUT_OF_BOX[pooled['verdict']]}"
+        )
+    return head + ("; ".join(parts) or "no runs yet") + "."
+
+
+def default_table(data: fr.ModelData, rule: dict[str, int | None]) -> list[str]:
+    """Per task: SuperPos-Prompt minus simple prompt tuning, each at its derived default (empty before F is fitted).
+    The pairs are the seeds both have at that lr: all five where it is the chosen lr, else the seed-0 selection run."""
+    rows = fr.default_rows(data, rule)
+    if not rows:
+        return []
+    lrs = {m: fp.format_lr(fp.candidate_lr(data.plan.autos[m], rows[0][f"{m}_k"])) for m in ("superpos", "prompt")}
+    fitted = (
+        "fitted on this model's own selections (held-out data), so in-sample for the lr"
+        if data.plan.model == fr.RULE_MODEL
+        else "carried over without re-tuning"
+    )
+    out = [
+        f"Out of the box: SuperPos-Prompt at its derived default {3.0 ** rows[0]['superpos_k']:.3g}x auto (lr "
+        f"{lrs['superpos']}) minus simple prompt tuning at its own {3.0 ** rows[0]['prompt_k']:.3g}x auto (lr "
+        f"{lrs['prompt']}), F {fitted}; pairs: the seeds both have at those lrs (five where the lr is the one "
+        "chosen for the task, else the seed-0 selection run):\n",
+        "| task | pairs | best adapter | last adapter | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(f"| {r['task']} | {r['val_best_n']} | {best_last(r)} | {OUT_OF_BOX[r['verdict']]} |")
     return [*out, ""]
 
 

@@ -26,6 +26,9 @@ Statistics (functions below, tested in tests/test_fair_report.py):
 - The issue's "conclusive" rule: a pooled CI that excludes 0, or is narrower than +-2 pp.
 - Learning-rate selection per (model, task, method): each candidate's best held-out score on that task (seed 0)
   and its rank there; ``--lr auto`` within the best two per task (the issue's transfer check: Gemma-3-270M, SST-2).
+- The learning-rate rule ``F x --lr auto``: F = 3^round(mean k) over SmolLM2-135M's chosen ``auto x 3^k``, and the
+  out-of-box check: SuperPos minus prompt tuning, each at its derived default, paired by seed wherever both have a
+  run at that lr (five seeds where it is the task's chosen lr, else the seed-0 selection run).
 """
 
 from __future__ import annotations
@@ -354,6 +357,44 @@ def auto_checks(data: ModelData, task: str) -> dict[str, tuple[int | None, int]]
     return rank_checks(data, task, dict.fromkeys(fp.METHODS, 0))
 
 
+def runs_at(data: ModelData, task: str, method: str, k: int) -> dict[int, FairRun]:
+    """Finished runs of (task, method) at ``auto x 3^k``, by seed: every seed when ``k`` is the chosen lr (its seed
+    runs exist), else the one selection run (seed 0) if ``k`` was a candidate."""
+    if data.plan.selections[(task, method)].chosen == k:
+        return {s: r for (t, m, s), r in data.comparison.items() if (t, m) == (task, method)}
+    run = data.selection.get(fp.selection_run(data.plan.model, task, method, data.plan.autos[method], k))
+    return {} if run is None else {run.seed: run}
+
+
+def default_rows(data: ModelData, rule: Mapping[str, int | None]) -> list[dict[str, Any]]:
+    """The issue's out-of-box check: SuperPos-Prompt minus simple prompt tuning, each at its derived default
+    ``F x --lr auto`` (``rule``: the exponents fitted on RULE_MODEL), paired by seed; one row per task, then the
+    pooled row. Empty while either method's rule is unfitted."""
+    ours, theirs = rule.get("superpos"), rule.get("prompt")
+    if ours is None or theirs is None:
+        return []
+    scores = ("val_best", "val_last")
+    per_task: dict[str, dict[str, list[float]]] = {}
+    seeds_of: dict[str, list[int]] = {}
+    for task in fp.MODELS[data.plan.model]:
+        a, b = runs_at(data, task, "superpos", ours), runs_at(data, task, "prompt", theirs)
+        seeds_of[task] = sorted(a.keys() & b.keys())
+        per_task[task] = {
+            which: [getattr(a[s], which) - getattr(b[s], which) for s in seeds_of[task]] for which in scores
+        }
+    per_task["pooled"] = {which: [d for t in seeds_of for d in per_task[t][which]] for which in scores}
+    rows = []
+    for task, diffs in per_task.items():
+        row: dict[str, Any] = {"model": data.plan.model, "task": task, "superpos_k": ours, "prompt_k": theirs}
+        row["seeds"] = seeds_of.get(task)
+        for which, values in diffs.items():
+            mean, low, high = t_interval(values)
+            row.update({f"{which}_n": len(values), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high})
+        row["verdict"] = verdict(row["val_best_low"], row["val_best_high"])
+        rows.append(row)
+    return rows
+
+
 def missing(data: ModelData) -> tuple[list[str], int]:
     """Known runs not finished (keys), and seed runs whose lr is not chosen yet."""
     finished = {
@@ -394,8 +435,11 @@ def finite(value: Any) -> Any:
 def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = DOC) -> None:
     from experiments import fair_markdown  # it imports this module's tables
 
+    rule_data = next((d for d in models if d.plan.model == RULE_MODEL), None)
+    rule = {} if rule_data is None else fitted_rule(rule_data)
     tables = {
         "methods": [row for d in models for row in method_rows(d)],
+        "out_of_box": [row for d in models for row in default_rows(d, rule)],
         "paired": [row for d in models for row in paired_rows(d)],
         "steps_to_reach": [row for d in models for row in reach_rows(d)],
         "lr_selection": [row for d in models for row in selection_rows(d)],

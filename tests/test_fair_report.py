@@ -292,3 +292,47 @@ def test_a_missing_runs_folder_is_refused_before_anything_is_written(tmp_path, c
     before = fair_report.DOC.read_text(encoding="utf-8")
     assert fair_report.main(["--runs", str(tmp_path / "typo")]) == 2
     assert "--runs " in capsys.readouterr().err and fair_report.DOC.read_text(encoding="utf-8") == before
+
+
+def test_out_of_box_pairs_each_method_at_its_derived_default(tmp_path: Path):
+    """The issue's out-of-box check: SuperPos at F x auto (F = 3: chosen on three tasks of four) minus prompt tuning
+    at auto (F = 1), seed-paired. SST-2, where 3 auto is SuperPos's chosen lr, pairs every seed run; MRPC, where
+    SuperPos chose auto, pairs its 3-auto selection run (seed 0), not the chosen run."""
+    root = tmp_path / "fair"
+    write_autos(root)
+    picks = {1: {-1: 0.5, 0: 0.55, 1: 0.6, 2: 0.54}, 0: {-1: 0.5, 0: 0.6, 1: 0.55}}  # held-out scores choosing k
+    superpos_val = {"sst2": 0.80, "rte": 0.60, "cb": 0.70, "mrpc": 0.65}  # at 3 auto
+    for task, superpos_k in (("sst2", 1), ("rte", 1), ("cb", 1), ("mrpc", 0)):
+        for method, k in (("superpos", superpos_k), ("prompt", 0), ("residual", 0)):
+            for candidate, best in picks[k].items():
+                val = 0.75 if method == "prompt" else superpos_val[task] if candidate == 1 else 0.9
+                fake(
+                    fp.selection_run(MODEL, task, method, AUTOS[method], candidate), root, [0.5, best], val, val - 0.01
+                )
+    lr = {"superpos": fp.candidate_lr(AUTOS["superpos"], 1), "prompt": fp.candidate_lr(AUTOS["prompt"], 0)}
+    for seed, ours, theirs in ((1, 0.82, 0.80), (2, 0.78, 0.74)):
+        fake(fp.Run(MODEL, "sst2", "superpos", seed, lr["superpos"]), root, [0.5, 0.6], ours, ours - 0.02)
+        fake(fp.Run(MODEL, "sst2", "prompt", seed, lr["prompt"]), root, [0.5, 0.6], theirs, theirs)
+    (data,) = fair_report.collect(root)
+    rule = fair_report.fitted_rule(data)
+    assert (rule["superpos"], rule["prompt"]) == (1, 0)
+    rows = {r["task"]: r for r in fair_report.default_rows(data, rule)}
+    assert rows["sst2"]["seeds"] == [0, 1, 2] and rows["mrpc"]["seeds"] == [0]
+    assert rows["sst2"]["val_best_mean"] == pytest.approx((0.05 + 0.02 + 0.04) / 3)
+    assert rows["mrpc"]["val_best_mean"] == pytest.approx(-0.10) and rows["mrpc"]["verdict"] == "undetermined"
+    expected = [0.05, 0.02, 0.04, -0.15, -0.05, -0.10]
+    assert rows["pooled"]["val_best_n"] == 6
+    assert rows["pooled"]["val_best_mean"] == pytest.approx(sum(expected) / 6)
+    assert rows["pooled"]["val_last_mean"] == pytest.approx((sum(expected) - 0.04) / 6)
+    assert rows["pooled"]["verdict"] == "inconclusive"
+    assert fair_report.default_rows(data, {"superpos": 1, "prompt": None}) == []
+    doc = tmp_path / "EXPERIMENTS.md"
+    doc.write_text(doc_sections.skeleton())
+    fair_report.write_outputs([data], tmp_path / "results", doc)
+    fair = doc_sections.section(doc.read_text(), doc_sections.FAIR)
+    assert "SmolLM2-135M -3.2 pp [" in fair and "over 6 pairs: not worse beyond seed noise (the CI includes 0)." in fair
+    assert (
+        "SuperPos-Prompt at its derived default 3x auto (lr 0.00622) minus simple prompt tuning at its own 1x" in fair
+    )
+    assert "| mrpc | 1 | -10.0 pp | -10.0 pp | undetermined (fewer than 2 pairs) |" in fair
+    assert (tmp_path / "results" / "out_of_box.csv").read_text().count("\n") == 6  # header, 4 tasks, pooled
