@@ -21,7 +21,8 @@ in ``lr`` (``w`` and ``E`` move together; Residual's LayerNorm caps its branch),
 That table is an ASSUMPTION, not a measurement: no T5 checkpoint can be downloaded here, and N(0, 1) is T5's
 (Mesh TensorFlow's) embedding initialisation (transformers ``T5PreTrainedModel._init_weights``: ``shared`` ~
 N(0, factor * 1.0)); the trained table's scale and its anisotropy are not known to us. Hence ``auto`` is not the
-default: the per-method paper defaults stay until the learning-rate sweeps (issue 15) say which transfers.
+default: the per-method paper defaults stay; the sweeps of issue 15 checked it on Gemma-3-270M and it did not
+transfer for every method (docs/DEFAULTS_STUDY.md, "Outcome").
 Full fine-tuning has no prompt: ``--lr auto`` keeps its paper value.
 """
 
