@@ -81,9 +81,8 @@ def render(models: list[fr.ModelData]) -> str:
         else:
             planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
-    rule_data = started.get(fr.RULE_MODEL)
-    rule = {} if rule_data is None else fr.fitted_rule(rule_data)
-    out += [transfer_line(started.get(TRANSFER_MODEL), rule_data), default_line(models, rule), ""]
+    rule = fr.models_rule(models)
+    out += [transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)), default_line(models, rule), ""]
     out += protocol_lines()
     chance = chance_levels.read()
     for data in models:
@@ -188,8 +187,9 @@ OUT_OF_BOX = {  # the issue: "out of the box, SuperPos is not worse than simple 
 def default_line(models: list[fr.ModelData], rule: dict[str, int | None]) -> str:
     """The answer's out-of-box line: per model, the pooled SuperPos minus prompt tuning at the derived defaults."""
     head = (
-        "- **Out of the box** (each method at its derived default `F x --lr auto`, F fitted on "
-        f"{MODEL_NAMES[fr.RULE_MODEL]}; SuperPos-Prompt minus simple prompt tuning, seed-paired, pooled): "
+        "- **Out of the box with the fitted rule** (each method at `F x --lr auto`, F fitted on "
+        f"{MODEL_NAMES[fr.RULE_MODEL]}: the candidate default, adopted only if the transfer check above passes; "
+        "SuperPos-Prompt minus simple prompt tuning, seed-paired, pooled): "
     )
     if rule.get("superpos") is None or rule.get("prompt") is None:
         return head + f"pending (F not fitted: {MODEL_NAMES[fr.RULE_MODEL]}'s four selections not all done)."

@@ -233,6 +233,12 @@ def pairs(data: ModelData, task: str, baseline: str, which: str = "val_best") ->
     return out
 
 
+def interval_fields(which: str, diffs: Sequence[float]) -> dict[str, Any]:
+    """A paired row's columns for one score (``val_best``/``val_last``): pairs, mean and the 95 % t-interval."""
+    mean, low, high = t_interval(diffs)
+    return {f"{which}_n": len(diffs), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high}
+
+
 def paired_rows(data: ModelData) -> list[dict[str, Any]]:
     """Per baseline: one row per task, then the pooled row (every (task, seed) pair of the model)."""
     rows = []
@@ -248,10 +254,7 @@ def paired_rows(data: ModelData) -> list[dict[str, Any]]:
                     diffs = [d for _, d in found]
                     pooled[which] += diffs
                     row["seeds"] = [s for s, _ in found]
-                mean, low, high = t_interval(diffs)
-                row.update(
-                    {f"{which}_n": len(diffs), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high}
-                )
+                row.update(interval_fields(which, diffs))
             row["verdict"] = verdict(row["val_best_low"], row["val_best_high"])
             rows.append(row)
     return rows
@@ -342,6 +345,12 @@ def fitted_rule(data: ModelData) -> dict[str, int | None]:
     }
 
 
+def models_rule(models: Sequence[ModelData]) -> dict[str, int | None]:
+    """The rule's exponents fitted on RULE_MODEL's data among ``models`` ({} when it has no runs yet)."""
+    rule_data = next((d for d in models if d.plan.model == RULE_MODEL), None)
+    return {} if rule_data is None else fitted_rule(rule_data)
+
+
 def rank_checks(data: ModelData, task: str, exponents: Mapping[str, int]) -> dict[str, tuple[int | None, int]]:
     """Per method on ``task``: the rank of the candidate ``auto x 3^k`` (k from ``exponents``) among the final
     candidates (None while the selection runs, or when k is not a candidate) and their number."""
@@ -388,8 +397,7 @@ def default_rows(data: ModelData, rule: Mapping[str, int | None]) -> list[dict[s
         row: dict[str, Any] = {"model": data.plan.model, "task": task, "superpos_k": ours, "prompt_k": theirs}
         row["seeds"] = seeds_of.get(task)
         for which, values in diffs.items():
-            mean, low, high = t_interval(values)
-            row.update({f"{which}_n": len(values), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high})
+            row.update(interval_fields(which, values))
         row["verdict"] = verdict(row["val_best_low"], row["val_best_high"])
         rows.append(row)
     return rows
@@ -435,8 +443,7 @@ def finite(value: Any) -> Any:
 def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = DOC) -> None:
     from experiments import fair_markdown  # it imports this module's tables
 
-    rule_data = next((d for d in models if d.plan.model == RULE_MODEL), None)
-    rule = {} if rule_data is None else fitted_rule(rule_data)
+    rule = models_rule(models)
     tables = {
         "methods": [row for d in models for row in method_rows(d)],
         "out_of_box": [row for d in models for row in default_rows(d, rule)],
