@@ -2,7 +2,8 @@
 
 The answer comes first (per model: SuperPos-Prompt minus simple prompt tuning, pooled, with its CI, or "not yet
 conclusive: N of M runs done"), the issue's transfer check of ``F x --lr auto`` (Gemma-3-270M, SST-2) and its
-out-of-box check (each method at its derived default), then the protocol, then per model the tables (the lr
+out-of-box check (each method at its derived default) and whether any lr default could make SuperPos not worse
+(its tuned comparison bounds a default), then the protocol, then per model the tables (the lr
 selection per task). Numbers only from the tables.
 """
 
@@ -82,7 +83,12 @@ def render(models: list[fr.ModelData]) -> str:
             planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
     rule = fr.models_rule(models)
-    out += [transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)), default_line(models, rule), ""]
+    out += [
+        transfer_line(started.get(TRANSFER_MODEL), started.get(fr.RULE_MODEL)),
+        default_line(models, rule),
+        ceiling_line(models),
+        "",
+    ]
     out += protocol_lines()
     chance = chance_levels.read()
     for data in models:
@@ -201,6 +207,38 @@ def default_line(models: list[fr.ModelData], rule: dict[str, int | None]) -> str
             f"{MODEL_NAMES[data.plan.model]} {diff} over {pooled['val_best_n']} pairs: {OUT_OF_BOX[pooled['verdict']]}"
         )
     return head + ("; ".join(parts) or "no runs yet") + "."
+
+
+def ceiling_line(models: list[fr.ModelData]) -> str:
+    """Whether any learning-rate default could make SuperPos-Prompt not worse than simple prompt tuning: a default is
+    one lr for every task, so SuperPos at the lr chosen for it per task on held-out data bounds what a default of
+    it reaches at this budget; the comparison at both methods' tuned lrs is the answer's pooled row."""
+    head = (
+        "- **Could another lr default make SuperPos-Prompt not worse?** A default is one lr for every task, so "
+        "SuperPos-Prompt at the lr chosen for it per task on held-out data (the answer above) is as far as any lr "
+        "default of it gets at this budget; against simple prompt tuning at its own chosen lr: "
+    )
+    parts = []
+    for data in models:
+        pooled = next(r for r in fr.paired_rows(data) if r["task"] == "pooled" and r["baseline"] == "prompt")
+        inner, done = fr.interior_choices(data, "superpos")
+        claim = {
+            "lower": "**no lr default can**: tuned per task, SuperPos-Prompt is still lower; only a default that "
+            "handicaps prompt tuning would hide that",
+            "undetermined": "undetermined",
+        }.get(pooled["verdict"], "the tuned comparison does not rule such a default out")
+        so_far = "so far " if len(data.comparison) < data.planned else ""
+        diff = ci(pooled["val_best_mean"], pooled["val_best_low"], pooled["val_best_high"])
+        parts.append(
+            f"{MODEL_NAMES[data.plan.model]} {so_far}{diff} over {pooled['val_best_n']} pairs, SuperPos-Prompt's "
+            f"chosen lr inside its candidates on {inner} of {done} tasks: {claim}"
+        )
+    return (
+        head
+        + ("; ".join(parts) or "no runs yet")
+        + ". Not covered: the `w` initialisation (every run starts `normal`; `cone` and `prompt` were studied on "
+        "SmolLM2-135M only, docs/DEFAULTS_STUDY.md) and budgets longer than 160 steps."
+    )
 
 
 def default_table(data: fr.ModelData, rule: dict[str, int | None]) -> list[str]:

@@ -375,6 +375,14 @@ def runs_at(data: ModelData, task: str, method: str, k: int) -> dict[int, FairRu
     return {} if run is None else {run.seed: run}
 
 
+def interior_choices(data: ModelData, method: str) -> tuple[int, int]:
+    """(tasks whose chosen lr for ``method`` has a scored candidate on each side, tasks whose selection is done). An
+    interior choice brackets the held-out optimum within a factor of 3: a lr default could not find a better one in
+    the grid's range."""
+    done = [s for (_, m), s in data.plan.selections.items() if m == method and s.done]
+    return sum(min(s.candidates) < s.chosen < max(s.candidates) for s in done), len(done)  # type: ignore[operator]
+
+
 def default_rows(data: ModelData, rule: Mapping[str, int | None]) -> list[dict[str, Any]]:
     """The issue's out-of-box check: SuperPos-Prompt minus simple prompt tuning, each at its derived default
     ``F x --lr auto`` (``rule``: the exponents fitted on RULE_MODEL), paired by seed; one row per task, then the

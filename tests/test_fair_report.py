@@ -336,3 +336,35 @@ def test_out_of_box_pairs_each_method_at_its_derived_default(tmp_path: Path):
     )
     assert "| mrpc | 1 | -10.0 pp | -10.0 pp | undetermined (fewer than 2 pairs) |" in fair
     assert (tmp_path / "results" / "out_of_box.csv").read_text().count("\n") == 6  # header, 4 tasks, pooled
+
+
+def test_the_page_says_no_lr_default_can_help_where_tuned_superpos_is_lower(tmp_path: Path):
+    """Where SuperPos-Prompt at its per-task chosen lr is lower than prompt tuning at its own (CI below 0), no lr
+    default of it can do better (a default is one lr for every task): the page says so, with the pooled CI and how
+    many of SuperPos's choices lie inside their candidates (auto chosen from {auto/3, auto, 3 auto}: inside)."""
+    from experiments import fair_markdown
+
+    root = tmp_path / "fair"
+    write_autos(root)
+    for method in ("superpos", "prompt"):
+        for k, best in {-1: 0.5, 0: 0.6, 1: 0.55}.items():
+            val = {"superpos": 0.70, "prompt": 0.80}[method] if k == 0 else 0.5
+            fake(select_run("sst2", method, k), root, [0.5, best], val, val)
+    lr = {m: fp.candidate_lr(AUTOS[m], 0) for m in ("superpos", "prompt")}
+    for seed, ours, theirs in ((1, 0.71, 0.79), (2, 0.69, 0.80), (3, 0.72, 0.78)):
+        fake(fp.Run(MODEL, "sst2", "superpos", seed, lr["superpos"]), root, [0.5, 0.6], ours, ours)
+        fake(fp.Run(MODEL, "sst2", "prompt", seed, lr["prompt"]), root, [0.5, 0.6], theirs, theirs)
+    (data,) = fair_report.collect(root)
+    assert fair_report.interior_choices(data, "superpos") == (1, 1)
+    line = fair_markdown.ceiling_line([data])
+    assert "SmolLM2-135M so far -8.8 pp [-12.3, -5.2]" in line and "over 4 pairs" in line
+    assert "inside its candidates on 1 of 1 tasks: **no lr default can**" in line
+
+
+def test_the_page_does_not_rule_out_a_default_where_tuned_superpos_is_not_lower(runs_root: Path):
+    from experiments import fair_markdown
+
+    (data,) = fair_report.collect(runs_root)
+    assert fair_report.interior_choices(data, "superpos") == (2, 2)  # SST-2 auto of 3; RTE 3 auto of 4 candidates
+    line = fair_markdown.ceiling_line([data])
+    assert "the tuned comparison does not rule such a default out" in line and "no lr default can" not in line
