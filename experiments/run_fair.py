@@ -46,6 +46,8 @@ continued with ``superpos train --resume --output-dir <run>``; an empty folder o
 and a log) is started again; a run whose lock is held is running elsewhere and is left alone; anything else is
 reported and skipped. A run that fails is not retried in the same driver session. After every finished run the
 report (experiments/fair_report.py) is regenerated. The driver logs to ``experiments/runs/fair/driver.log``.
+On a new machine, ``python experiments/fair_sync.py restore`` first puts the committed finished runs back
+(the run folders are not committed); ``fair_sync.py save`` copies finished runs to the committed copy.
 
     nohup nice -n 19 python experiments/run_fair.py --jobs 2 > /dev/null 2>&1 &
     python experiments/run_fair.py --dry-run               # the commands, what would be resumed/started
