@@ -21,6 +21,7 @@ NAMES = {"superpos": "SuperPos-Prompt", "prompt": "simple prompt tuning", "resid
 MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}
 # The issue's transfer check: on Gemma-3-270M, SST-2, SuperPos's and prompt tuning's --lr auto within the best two.
 TRANSFER_MODEL, TRANSFER_TASK, TRANSFER_METHODS = "gemma3-270m", "sst2", ("superpos", "prompt")
+UNLEARNED_MARGIN = 0.02  # a method within 2 pp of the constant answer, on average, learned nothing visible
 VERDICTS = {
     "higher": "**yes**: SuperPos-Prompt is higher",
     "lower": "**no**: SuperPos-Prompt is lower",
@@ -49,7 +50,21 @@ def mean_sd(mean: float, sd: float) -> str:
     return pp(mean) if math.isnan(sd) else f"{pp(mean)} ± {pp(sd)}"
 
 
-def answer_line(data: fr.ModelData, baseline: str = "prompt") -> str:
+def unlearned_tasks(data: fr.ModelData, chance: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> list[str]:
+    """Tasks on which each of ``methods`` has runs and none of them beats the constant answer by more than
+    UNLEARNED_MARGIN on average (best adapter, validation): their pairs count in the pooled difference, but they
+    compare methods that learned nothing at this budget, which pulls the pool towards 0."""
+    means = {(r["task"], r["method"]): r["val_best_mean"] for r in fr.method_rows(data) if r["seeds"]}
+    return [
+        task
+        for task in fp.MODELS[data.plan.model]
+        if task in chance
+        and all((task, m) in means for m in methods)
+        and all(means[(task, m)] <= chance[task]["score"] + UNLEARNED_MARGIN for m in methods)
+    ]
+
+
+def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline: str = "prompt") -> str:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
     pooled = next(r for r in fr.paired_rows(data) if r["task"] == "pooled" and r["baseline"] == baseline)
     done = len(data.comparison)
@@ -57,10 +72,17 @@ def answer_line(data: fr.ModelData, baseline: str = "prompt") -> str:
         f"pooled difference {ci(pooled['val_best_mean'], pooled['val_best_low'], pooled['val_best_high'])} "
         f"(95 % CI, {pooled['val_best_n']} seed-paired (task, seed) pairs)"
     )
+    unlearned = unlearned_tasks(data, chance, ("superpos", baseline))
+    caveat = (
+        f" On {', '.join(unlearned)} neither method's mean beats the constant answer by more than "
+        f"{UNLEARNED_MARGIN * 100:g} pp: those pairs compare two methods that learned nothing at this budget."
+        if unlearned
+        else ""
+    )
     if done < data.planned:
         so_far = f" So far: {interim}." if pooled["val_best_n"] else ""
-        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}"
-    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}."
+        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}{caveat}"
+    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}.{caveat}"
 
 
 def render(models: list[fr.ModelData]) -> str:
@@ -75,10 +97,11 @@ def render(models: list[fr.ModelData]) -> str:
         f"{fp.BUDGET['batch_size']} examples per run (what 2 CPU cores allow for 90 runs; the paper trains 80 "
         "epochs), so it answers which method learns more in a short run, not which ends higher:\n",
     ]
+    chance = chance_levels.read()
     started = {d.plan.model: d for d in models}
     for model, tasks in fp.MODELS.items():
         if model in started:
-            out.append(answer_line(started[model]))
+            out.append(answer_line(started[model], chance))
         else:
             planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
@@ -90,7 +113,6 @@ def render(models: list[fr.ModelData]) -> str:
         "",
     ]
     out += protocol_lines()
-    chance = chance_levels.read()
     for data in models:
         out += model_lines(data, chance, rule)
     return "\n".join(out) + "\n"

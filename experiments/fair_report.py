@@ -449,7 +449,7 @@ def finite(value: Any) -> Any:
 
 
 def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = DOC) -> None:
-    from experiments import fair_markdown  # it imports this module's tables
+    from experiments import chance_levels, fair_markdown  # fair_markdown imports this module's tables
 
     rule = models_rule(models)
     tables = {
@@ -470,7 +470,7 @@ def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = 
         write_csv(results / f"{name}.csv", rows)
     summary = {
         **tables,
-        "answer": [fair_markdown.answer_line(d) for d in models],
+        "answer": [fair_markdown.answer_line(d, chance_levels.read()) for d in models],
         "missing": {d.plan.model: missing(d)[0] for d in models},
         "waiting_for_lr": {d.plan.model: missing(d)[1] for d in models},
         "curves": [
