@@ -66,7 +66,7 @@ def unlearned_tasks(data: fr.ModelData, chance: dict[str, dict[str, Any]], metho
 
 def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline: str = "prompt") -> str:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
-    pooled = next(r for r in fr.paired_rows(data) if r["task"] == "pooled" and r["baseline"] == baseline)
+    pooled = fr.pooled_row(data, baseline)
     done = len(data.comparison)
     interim = (
         f"pooled difference {ci(pooled['val_best_mean'], pooled['val_best_low'], pooled['val_best_high'])} "
@@ -242,7 +242,7 @@ def ceiling_line(models: list[fr.ModelData]) -> str:
     )
     parts = []
     for data in models:
-        pooled = next(r for r in fr.paired_rows(data) if r["task"] == "pooled" and r["baseline"] == "prompt")
+        pooled = fr.pooled_row(data)
         inner, done = fr.interior_choices(data, "superpos")
         claim = {
             "lower": "**no lr default can**: tuned per task, SuperPos-Prompt is still lower; only a default that "

@@ -260,6 +260,11 @@ def paired_rows(data: ModelData) -> list[dict[str, Any]]:
     return rows
 
 
+def pooled_row(data: ModelData, baseline: str = "prompt") -> dict[str, Any]:
+    """The pooled paired row of SuperPos minus ``baseline``: the answer's number for the model."""
+    return next(r for r in paired_rows(data) if r["task"] == "pooled" and r["baseline"] == baseline)
+
+
 def reach_rows(data: ModelData) -> list[dict[str, Any]]:
     rows = []
     for task in fp.MODELS[data.plan.model]:
@@ -452,6 +457,7 @@ def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = 
     from experiments import chance_levels, fair_markdown  # fair_markdown imports this module's tables
 
     rule = models_rule(models)
+    chance = chance_levels.read()
     tables = {
         "methods": [row for d in models for row in method_rows(d)],
         "out_of_box": [row for d in models for row in default_rows(d, rule)],
@@ -470,7 +476,7 @@ def write_outputs(models: list[ModelData], results: Path = RESULTS, doc: Path = 
         write_csv(results / f"{name}.csv", rows)
     summary = {
         **tables,
-        "answer": [fair_markdown.answer_line(d, chance_levels.read()) for d in models],
+        "answer": [fair_markdown.answer_line(d, chance) for d in models],
         "missing": {d.plan.model: missing(d)[0] for d in models},
         "waiting_for_lr": {d.plan.model: missing(d)[1] for d in models},
         "curves": [
