@@ -82,7 +82,19 @@ def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline:
     if done < data.planned:
         so_far = f" So far: {interim}." if pooled["val_best_n"] else ""
         return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}{caveat}"
-    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}.{caveat}"
+    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}.{what_it_would_take(pooled)}{caveat}"
+
+
+def what_it_would_take(pooled: dict[str, Any]) -> str:
+    """For a finished, inconclusive answer: how many pairs the issue's rule would need at the measured mean and
+    spread, so the reader sees whether more seeds could settle it or the difference is too small for this budget."""
+    if pooled["verdict"] != "inconclusive":
+        return ""
+    need = fr.pairs_needed(pooled["val_best_mean"], pooled["val_best_sd"])
+    spread = f"At the measured mean and spread (sd {pp(pooled['val_best_sd'])} pp over {pooled['val_best_n']} pairs)"
+    if need is None:
+        return f" {spread} no feasible number of pairs would make it conclusive."
+    return f" {spread} about {need} pairs would make it conclusive."
 
 
 def render(models: list[fr.ModelData]) -> str:

@@ -82,6 +82,21 @@ def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, floa
     return mean, mean - half, mean + half
 
 
+def pairs_needed(mean: float, sd: float, level: float = 0.95, most: int = 10_000) -> int | None:
+    """How many pairs would make the t-interval conclusive by the issue's rule if ``mean`` and ``sd`` held: the
+    smallest n with ``t_{n-1} * sd / sqrt(n)`` below ``max(|mean|, 2 pp)`` (then it excludes 0 or is narrower than
+    +-2 pp). None when ``sd`` is unknown or even ``most`` pairs would not do."""
+    if not math.isfinite(sd) or not math.isfinite(mean):
+        return None
+    import numpy as np
+    from scipy.stats import t
+
+    n = np.arange(2, most + 1)
+    half = t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)
+    enough = np.flatnonzero(half < max(abs(mean), CONCLUSIVE_HALF_WIDTH))
+    return int(n[enough[0]]) if enough.size else None
+
+
 def steps_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
     """The first step whose value reaches ``target`` (None: never)."""
     return next((step for step, value in curve if value >= target - 1e-12), None)
@@ -236,7 +251,10 @@ def pairs(data: ModelData, task: str, baseline: str, which: str = "val_best") ->
 def interval_fields(which: str, diffs: Sequence[float]) -> dict[str, Any]:
     """A paired row's columns for one score (``val_best``/``val_last``): pairs, mean and the 95 % t-interval."""
     mean, low, high = t_interval(diffs)
-    return {f"{which}_n": len(diffs), f"{which}_mean": mean, f"{which}_low": low, f"{which}_high": high}
+    sd = mean_sd(diffs)[1]
+    return {
+        f"{which}_n": len(diffs), f"{which}_mean": mean, f"{which}_sd": sd, f"{which}_low": low, f"{which}_high": high
+    }  # fmt: skip
 
 
 def paired_rows(data: ModelData) -> list[dict[str, Any]]:

@@ -386,3 +386,27 @@ def test_the_answer_names_tasks_where_neither_method_beats_the_constant_answer(r
     assert line.endswith("On sst2, rte neither method's mean beats the constant answer by more than 2 pp: those pairs "
                          "compare two methods that learned nothing at this budget.")  # fmt: skip
     assert "neither method" not in fair_markdown.answer_line(data, far)
+
+
+def test_pairs_needed_is_the_smallest_count_whose_interval_the_rule_calls_conclusive():
+    # mean 3 pp, sd 2.2361 pp: 5 pairs give +-2.78 pp (excludes 0, the hand case above); 4 give +-3.56 pp (t 3.182)
+    assert fair_report.pairs_needed(0.03, 0.022361) == 5
+    # mean 0, sd 5 pp: the +-2 pp rule decides; t(26) 2.0555 * 5 / sqrt(27) = 1.98 pp, t(25) 2.0595 * 5 / sqrt(26) 2.02
+    assert fair_report.pairs_needed(0.0, 0.05) == 27
+    assert fair_report.pairs_needed(0.01, math.nan) is None  # one pair: no spread to plan with
+    assert fair_report.pairs_needed(0.0, 10.0, most=100) is None
+
+
+def test_a_finished_inconclusive_answer_says_how_many_pairs_would_settle_it(runs_root: Path):
+    from experiments import fair_markdown
+
+    pooled = {"verdict": "inconclusive", "val_best_mean": 0.0, "val_best_sd": 0.05, "val_best_n": 20}
+    assert fair_markdown.what_it_would_take(pooled) == (
+        " At the measured mean and spread (sd 5.0 pp over 20 pairs) about 27 pairs would make it conclusive."
+    )
+    assert fair_markdown.what_it_would_take({**pooled, "verdict": "higher"}) == ""
+    (data,) = fair_report.collect(runs_root)
+    data.planned = len(data.comparison)  # every planned run done: the verdict line, not "not yet conclusive"
+    line = fair_markdown.answer_line(data, {})
+    assert line.startswith("- **SmolLM2-135M**: **yes**: SuperPos-Prompt is higher; pooled difference +2.5 pp")
+    assert "would make it conclusive" not in line  # conclusive: nothing to plan
