@@ -24,6 +24,8 @@ Statistics (functions below, tested in tests/test_fair_report.py):
   held-out score at its final evaluation (step 160); the median over seeds, a seed that never reaches it counting
   as later than every step (so the median is "not reached" when half or more never do).
 - The issue's "conclusive" rule: a pooled CI that excludes 0, or is narrower than +-2 pp.
+- Pairs needed (a finished, inconclusive answer): the smallest n whose t-interval at the measured mean and sd
+  would be conclusive by that rule, i.e. half-width below max(|mean|, 2 pp).
 - Learning-rate selection per (model, task, method): each candidate's best held-out score on that task (seed 0)
   and its rank there; ``--lr auto`` within the best two per task (the issue's transfer check: Gemma-3-270M, SST-2).
 - The learning-rate rule ``F x --lr auto``: F = 3^round(mean k) over SmolLM2-135M's chosen ``auto x 3^k``, and the
