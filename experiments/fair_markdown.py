@@ -79,10 +79,23 @@ def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline:
         if unlearned
         else ""
     )
+    first = first_stage(data, baseline)
     if done < data.planned:
         so_far = f" So far: {interim}." if pooled["val_best_n"] else ""
-        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}{caveat}"
-    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}.{what_it_would_take(pooled)}{caveat}"
+        return f"- **{name}: not yet conclusive: {done} of {data.planned} runs done.**{so_far}{first}{caveat}"
+    return f"- **{name}**: {VERDICTS[pooled['verdict']]}; {interim}.{what_it_would_take(pooled)}{first}{caveat}"
+
+
+def first_stage(data: fr.ModelData, baseline: str) -> str:
+    """For a model with a second stage of seeds: the first stage's pooled answer alone (seeds fp.SEEDS)."""
+    if data.plan.model not in fp.EXTRA_SEEDS:
+        return ""
+    row = fr.pooled_row(data, baseline, fp.SEEDS)
+    return (
+        f" First stage alone (seeds {seed_range(fp.SEEDS)}): "
+        f"{ci(row['val_best_mean'], row['val_best_low'], row['val_best_high'])} over {row['val_best_n']} pairs "
+        f"({row['verdict']})."
+    )
 
 
 def what_it_would_take(pooled: dict[str, Any]) -> str:
@@ -106,16 +119,17 @@ def render(models: list[fr.ModelData]) -> str:
         "**Answer** (SuperPos-Prompt minus simple prompt tuning, full validation split, best adapter chosen on "
         "held-out training data; pooled over tasks and seeds; conclusive when the 95 % CI excludes 0 or is narrower "
         f"than +-2 pp). It holds for this budget only: {fp.BUDGET['max_steps']} optimizer steps of "
-        f"{fp.BUDGET['batch_size']} examples per run (what 2 CPU cores allow for 90 runs; the paper trains 80 "
-        "epochs), so it answers which method learns more in a short run, not which ends higher:\n",
+        f"{fp.BUDGET['batch_size']} examples per run (what 2 CPU cores allow for "
+        f"{sum(fp.planned_comparison_runs(m) for m in fp.MODELS)} comparison runs; the paper trains 80 epochs), so it "
+        "answers which method learns more in a short run, not which ends higher:\n",
     ]
     chance = chance_levels.read()
     started = {d.plan.model: d for d in models}
-    for model, tasks in fp.MODELS.items():
+    for model in fp.MODELS:
         if model in started:
             out.append(answer_line(started[model], chance))
         else:
-            planned = len(tasks) * len(fp.METHODS) * len(fp.SEEDS)
+            planned = fp.planned_comparison_runs(model)
             out.append(f"- **{MODEL_NAMES[model]}: not yet conclusive: 0 of {planned} runs done** (not started).")
     rule = fr.models_rule(models)
     out += [
@@ -147,9 +161,10 @@ def protocol_lines() -> list[str]:
         "each method's best lr and no task waits for another task's selection runs.",
         f"- SuperPos-Prompt starts from `--w-init {fp.W_INIT}` (the default). `cone` trained to higher scores on "
         "SST-2 but did not pass the decision rules written before its runs (docs/DEFAULTS_STUDY.md, measurement 3).",
-        "- Seeds 0-4 per (task, method) at its chosen lr (seed 0 = the winning selection run); a seed fixes the "
-        "training subset, the held-out split, the data order and the prompt's initialisation, so each seed pairs "
-        "the three methods on the same data.",
+        f"- Seeds {seed_range(fp.SEEDS)} per (task, method) at its chosen lr (seed 0 = the winning selection run); a "
+        "seed fixes the training subset, the held-out split, the data order and the prompt's initialisation, so "
+        "each seed pairs the three methods on the same data.",
+        *extra_seed_lines(),
         "- Paired differences: SuperPos minus the baseline per seed; 95 % Student t-interval per task; pooled per "
         "model over all its (task, seed) pairs as one sample (tasks weighted by their pairs, pairs treated as "
         "independent). Steps to reach: first evaluation at which SuperPos's held-out curve reaches the baseline's "
@@ -157,6 +172,23 @@ def protocol_lines() -> list[str]:
         "- Driver and protocol with the reasons: `experiments/run_fair.py`; run files: "
         "`experiments/runs/fair/<model>/<task>/<method>-lr<lr>-seed<s>/`; machine-readable tables: "
         "`experiments/results/fair/`.\n",
+    ]
+
+
+def seed_range(seeds: tuple[int, ...]) -> str:
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
+def extra_seed_lines() -> list[str]:
+    """The second stage (fair_plan.EXTRA_SEEDS): its size was fixed before any of its runs, and why."""
+    return [
+        f"- Second stage, {MODEL_NAMES.get(model, model)}: seeds {seed_range(seeds)} of "
+        f"{' and '.join(NAMES[m] for m in fp.EXTRA_METHODS)} only (the pair the conclusive rule is about), on every "
+        f"task, after seeds {seed_range(fp.SEEDS)} left the pooled answer inconclusive. Its size was fixed before "
+        "any of its runs (twice the pairs: a +-2 pp interval at the first stage's spread), not 'until conclusive', "
+        "which would make a 95 % CI cover less than 95 %. The answer pools both stages; the first stage alone is "
+        "quoted beside it."
+        for model, seeds in fp.EXTRA_SEEDS.items()
     ]
 
 

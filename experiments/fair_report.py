@@ -185,7 +185,7 @@ class ModelData:
     plan: fp.ModelPlan
     comparison: dict[tuple[str, str, int], FairRun]  # (task, method, seed) -> finished run at the chosen lr
     selection: dict[fp.Run, FairRun]  # finished selection runs
-    planned: int  # comparison runs planned (tasks x methods x seeds)
+    planned: int  # comparison runs planned (tasks x each method's seeds)
 
 
 def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
@@ -201,7 +201,7 @@ def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
             and (run.k is None or fp.is_chosen(plan, run))
         }
         selection = {run: fair for run, fair in loaded.items() if fair is not None and run.k is not None}
-        planned = len(fp.MODELS[plan.model]) * len(fp.METHODS) * len(fp.SEEDS)
+        planned = fp.planned_comparison_runs(plan.model)
         data.append(ModelData(plan, comparison, selection, planned))
     return data
 
@@ -240,10 +240,12 @@ def method_rows(data: ModelData) -> list[dict[str, Any]]:
     return rows
 
 
-def pairs(data: ModelData, task: str, baseline: str, which: str = "val_best") -> list[tuple[int, float]]:
-    """(seed, SuperPos minus ``baseline``) for every seed both finished."""
+def pairs(
+    data: ModelData, task: str, baseline: str, which: str = "val_best", seeds: Sequence[int] | None = None
+) -> list[tuple[int, float]]:
+    """(seed, SuperPos minus ``baseline``) for every seed both finished (of ``seeds``: default all the model's)."""
     out = []
-    for seed in fp.SEEDS:
+    for seed in fp.model_seeds(data.plan.model) if seeds is None else seeds:
         ours, theirs = data.comparison.get((task, "superpos", seed)), data.comparison.get((task, baseline, seed))
         if ours is not None and theirs is not None:
             out.append((seed, getattr(ours, which) - getattr(theirs, which)))
@@ -259,8 +261,9 @@ def interval_fields(which: str, diffs: Sequence[float]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def paired_rows(data: ModelData) -> list[dict[str, Any]]:
-    """Per baseline: one row per task, then the pooled row (every (task, seed) pair of the model)."""
+def paired_rows(data: ModelData, seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Per baseline: one row per task, then the pooled row (every (task, seed) pair of the model; of ``seeds`` only
+    when given, e.g. the first stage's fp.SEEDS)."""
     rows = []
     for baseline in BASELINES:
         pooled: dict[str, list[float]] = {"val_best": [], "val_last": []}
@@ -270,7 +273,7 @@ def paired_rows(data: ModelData) -> list[dict[str, Any]]:
                 if task == "pooled":
                     diffs = pooled[which]
                 else:
-                    found = pairs(data, task, baseline, which)
+                    found = pairs(data, task, baseline, which, seeds)
                     diffs = [d for _, d in found]
                     pooled[which] += diffs
                     row["seeds"] = [s for s, _ in found]
@@ -280,9 +283,9 @@ def paired_rows(data: ModelData) -> list[dict[str, Any]]:
     return rows
 
 
-def pooled_row(data: ModelData, baseline: str = "prompt") -> dict[str, Any]:
+def pooled_row(data: ModelData, baseline: str = "prompt", seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """The pooled paired row of SuperPos minus ``baseline``: the answer's number for the model."""
-    return next(r for r in paired_rows(data) if r["task"] == "pooled" and r["baseline"] == baseline)
+    return next(r for r in paired_rows(data, seeds) if r["task"] == "pooled" and r["baseline"] == baseline)
 
 
 def reach_rows(data: ModelData) -> list[dict[str, Any]]:
@@ -290,7 +293,7 @@ def reach_rows(data: ModelData) -> list[dict[str, Any]]:
     for task in fp.MODELS[data.plan.model]:
         for baseline in BASELINES:
             per_seed: dict[int, int | None] = {}
-            for seed in fp.SEEDS:
+            for seed in fp.model_seeds(data.plan.model):
                 ours, theirs = (
                     data.comparison.get((task, "superpos", seed)),
                     data.comparison.get((task, baseline, seed)),
@@ -528,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = collect(args.runs)
     write_outputs(models)
     done = sum(len(d.comparison) for d in models)
-    planned = sum(len(tasks) * len(fp.METHODS) * len(fp.SEEDS) for tasks in fp.MODELS.values())
+    planned = sum(fp.planned_comparison_runs(model) for model in fp.MODELS)
     print(f"{done} comparison runs of {planned} planned -> {DOC.relative_to(ROOT)}")
     return 0
 

@@ -33,6 +33,9 @@ Protocol (the plan itself is data in experiments/fair_plan.py; every run is one 
   (no re-run).
 - **Then seeds 1..4** x 3 methods at each (task, method)'s chosen lr, with the winner as seed 0: SmolLM2-135M on
   SST-2, RTE, CB, MRPC; Gemma-3-270M (base) on SST-2 and RTE.
+- **A second stage of fixed size** (fair_plan.EXTRA_SEEDS): SmolLM2-135M's seeds 5..9 of SuperPos and simple
+  prompt tuning on every task, after its seeds 0..4 left the pooled answer inconclusive; its size was fixed before
+  any of its runs (fair_plan.py says why), and it runs after every task's first stage, seed-major over the tasks.
 - **Order** (the grid takes many hours; whatever finishes first answers the most): per model (SmolLM2, then Gemma),
   per task in that order: the task's selection runs (auto first, then its neighbours, then extensions; methods
   interleaved), then its seed runs (seed-major, methods interleaved); then the next task. So SmolLM2's SST-2 is

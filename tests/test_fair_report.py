@@ -154,7 +154,9 @@ def test_tables_from_run_files(runs_root: Path):
     keys, waiting = fair_report.missing(data)
     for task in ("sst2", "rte"):  # the extension, 9 x 0.0483, on each task
         assert f"smollm2-135m/{task}/residual-lr0.435-seed0" in keys
-    assert waiting == 2 * 4 + 2 * 3 * 4  # residual's SST-2/RTE seeds; CB and MRPC, every method: no lr chosen yet
+    # residual's SST-2/RTE seeds; CB and MRPC, every method (SuperPos and prompt tuning with the second stage, seeds
+    # 5-9): no lr chosen yet
+    assert waiting == 2 * 4 + 2 * (3 * 4 + 2 * len(fp.EXTRA_SEEDS[MODEL]))
     assert fp.Run(MODEL, "sst2", "superpos", 3, 0.00207).key in keys
     assert fp.Run(MODEL, "rte", "superpos", 1, 0.00622).key in keys
     assert fp.selection_run(MODEL, "cb", "prompt", AUTOS["prompt"], 0).key in keys
@@ -170,7 +172,7 @@ def test_report_answers_first_and_keeps_the_appendix(runs_root: Path, tmp_path: 
     fair = doc_sections.section(text, doc_sections.FAIR)
     answer = fair.index("**Answer**")
     assert answer < fair.index("### Protocol") < fair.index("### SmolLM2-135M")
-    assert "**SmolLM2-135M: not yet conclusive: 8 of 60 runs done.**" in fair
+    assert "**SmolLM2-135M: not yet conclusive: 8 of 100 runs done.**" in fair
     assert "**Gemma-3-270M: not yet conclusive: 0 of 30 runs done** (not started)" in fair
     assert (
         "- **The derived default `F x --lr auto` transferred to Gemma-3-270M** (SST-2, no re-tuning: within the best "
@@ -188,7 +190,7 @@ def test_report_answers_first_and_keeps_the_appendix(runs_root: Path, tmp_path: 
     )
     assert "- `--lr auto` within the best two on rte: SuperPos-Prompt yes (rank 2 of 4); " in fair
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
-    assert summary["waiting_for_lr"] == {MODEL: 32}
+    assert summary["waiting_for_lr"] == {MODEL: 52}  # 32 of seeds 1-4, 20 of the second stage's seeds 5-9
     assert (tmp_path / "results" / "paired.csv").read_text().startswith("model,task,baseline")
     assert (tmp_path / "results" / "lr_selection.csv").read_text().startswith("model,task,method,k,lr")
     print(fair)  # shown with -s: the section as a reader sees it
@@ -410,3 +412,29 @@ def test_a_finished_inconclusive_answer_says_how_many_pairs_would_settle_it(runs
     line = fair_markdown.answer_line(data, {})
     assert line.startswith("- **SmolLM2-135M**: **yes**: SuperPos-Prompt is higher; pooled difference +2.5 pp")
     assert "would make it conclusive" not in line  # conclusive: nothing to plan
+
+
+def test_the_second_stage_seeds_pool_with_the_first_and_the_first_stage_is_quoted_alone(runs_root: Path):
+    """SmolLM2's seeds 5-9 (fair_plan.EXTRA_SEEDS, SuperPos and prompt tuning only) join the pooled answer; the
+    first stage's own pooled answer (seeds 0-4) is still quoted, and the Residual pairs never gain a seed."""
+    from experiments import fair_markdown
+
+    extra = fp.EXTRA_SEEDS[MODEL][0]
+    lr = {m: fp.candidate_lr(AUTOS[m], 0) for m in ("superpos", "prompt")}  # SST-2's chosen lrs
+    fake(fp.Run(MODEL, "sst2", "superpos", extra, lr["superpos"]), runs_root, [0.5, 0.9], 0.90, 0.85)
+    fake(fp.Run(MODEL, "sst2", "prompt", extra, lr["prompt"]), runs_root, [0.5, 0.8], 0.80, 0.80)
+    (data,) = fair_report.collect(runs_root)
+    # pairs: SST-2 seeds 0, 1, 2 (+4, +2, +1 pp) and RTE seed 0 (+3 pp) in the first stage; SST-2 seed 5: +10 pp
+    both = fair_report.pooled_row(data)
+    first = fair_report.pooled_row(data, seeds=fp.SEEDS)
+    assert (both["val_best_n"], first["val_best_n"]) == (5, 4)
+    assert both["val_best_mean"] == pytest.approx(0.04) and first["val_best_mean"] == pytest.approx(0.025)
+    residual = [fair_report.pooled_row(data, "residual", seeds)["val_best_n"] for seeds in (None, fp.SEEDS)]
+    assert residual[0] == residual[1]
+    sst2 = next(r for r in fair_report.paired_rows(data) if (r["task"], r["baseline"]) == ("sst2", "prompt"))
+    assert sst2["seeds"] == [0, 1, 2, extra]
+    line = fair_markdown.answer_line(data, {})
+    assert "pooled difference +4.0 pp" in line and "(95 % CI, 5 seed-paired (task, seed) pairs)" in line
+    assert f"First stage alone (seeds 0-4): +2.5 pp [{first['val_best_low'] * 100:+.1f}, " in line
+    assert line.endswith("+4.6] over 4 pairs (higher).")  # the first stage alone: +4, +2, +1, +3 pp
+    assert data.planned == 4 * (3 * len(fp.SEEDS) + 2 * len(fp.EXTRA_SEEDS[MODEL]))

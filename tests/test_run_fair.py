@@ -80,8 +80,11 @@ def test_each_task_chooses_its_own_lr_and_its_seeds_do_not_wait_for_another_task
     score = fp.file_score(tmp_path)
     plan = fp.plan_model("smollm2-135m", AUTOS, score)
     assert len(plan.selection_runs) == 4 * 3 * 3 and not plan.seed_runs  # 4 tasks x 3 methods x 3 candidates
-    assert plan.waiting == {(t, m): 4 for t in fp.MODELS["smollm2-135m"] for m in fp.METHODS}  # seeds 1-4
-    assert fp.planned_total(plan) == 36 + 48
+    extra = len(fp.EXTRA_SEEDS["smollm2-135m"])  # the second stage: seeds 5-9 of SuperPos and prompt tuning only
+    seeds_left = {m: 4 + (extra if m in fp.EXTRA_METHODS else 0) for m in fp.METHODS}  # seeds 1-4, then 5-9
+    assert plan.waiting == {(t, m): seeds_left[m] for t in fp.MODELS["smollm2-135m"] for m in fp.METHODS}
+    assert fp.planned_total(plan) == 36 + 4 * sum(seeds_left.values())
+    assert fp.planned_comparison_runs("smollm2-135m") == 4 * (3 * 5 + 2 * extra)
 
     def finish_prompt(task: str, scores: dict[int, float]) -> None:
         for k, best in scores.items():
@@ -92,8 +95,8 @@ def test_each_task_chooses_its_own_lr_and_its_seeds_do_not_wait_for_another_task
     plan = fp.plan_model("smollm2-135m", AUTOS, score)
     assert plan.chosen_lr("sst2", "prompt") == 0.00129 and plan.chosen_lr("rte", "prompt") is None
     prompt_runs = [r for r in plan.seed_runs if r.method == "prompt"]
-    assert [(r.task, r.seed, r.lr) for r in prompt_runs] == [("sst2", s, 0.00129) for s in (1, 2, 3, 4)]
-    order = [r.key for r in fp.ordered_runs([plan])]
+    assert [(r.task, r.seed, r.lr) for r in prompt_runs] == [("sst2", s, 0.00129) for s in range(1, 5 + extra)]
+    order = [r.key for r in fp.ordered_runs([plan]) if r.seed in fp.SEEDS]
     last_sst2 = max(i for i, key in enumerate(order) if "/sst2/" in key)
     assert last_sst2 < min(i for i, key in enumerate(order) if "/rte/" in key)  # SST-2 complete before RTE
     # RTE: auto/3 wins at the edge, the extension (auto/9) scores lower: RTE's lr is auto/3, SST-2's stays auto
@@ -103,8 +106,14 @@ def test_each_task_chooses_its_own_lr_and_its_seeds_do_not_wait_for_another_task
     plan = fp.plan_model("smollm2-135m", AUTOS, score)
     assert (plan.chosen_lr("sst2", "prompt"), plan.chosen_lr("rte", "prompt")) == (0.00129, 0.00043)
     prompt_runs = [r for r in plan.seed_runs if r.method == "prompt"]
-    assert {(r.task, r.lr) for r in prompt_runs} == {("sst2", 0.00129), ("rte", 0.00043)} and len(prompt_runs) == 8
-    assert plan.waiting[("cb", "prompt")] == 4 and plan.waiting[("rte", "superpos")] == 4
+    assert {(r.task, r.lr) for r in prompt_runs} == {("sst2", 0.00129), ("rte", 0.00043)}
+    assert len(prompt_runs) == 2 * (4 + extra)
+    assert plan.waiting[("cb", "prompt")] == 4 + extra and plan.waiting[("rte", "superpos")] == 4 + extra
+    # the second stage comes after every task's seeds 0-4, seed-major over the tasks (a cut-short stage pools evenly)
+    ordered = fp.ordered_runs([plan])
+    stage2 = [(r.seed, r.task) for r in ordered if r.seed not in fp.SEEDS]
+    assert stage2 == [(s, t) for s in fp.EXTRA_SEEDS["smollm2-135m"] for t in ("sst2", "rte")]
+    assert all(r.seed in fp.SEEDS for r in ordered[: len(ordered) - len(stage2)])
     comparison = [r for r in fp.comparison_runs(plan) if r.k is not None]  # the winners' runs are seed 0
     assert {(r.task, r.method, r.seed, r.k) for r in comparison} == {("sst2", "prompt", 0, 0), ("rte", "prompt", 0, -1)}
     # the order within a task: auto, then its neighbours, then extensions; methods interleaved
@@ -278,7 +287,8 @@ def test_driver_trains_the_selection_extends_it_then_the_seeds(tmp_path: Path, m
     assert all(plan.selections[("sst2", m)].candidates == (-3, -2, -1, 0, 1) for m in fp.METHODS)
     assert plan.selections[("rte", "prompt")].chosen is None  # SST-2's comparison never waited for RTE
     done = sorted(p.parent.parent.name for p in tmp_path.glob("smollm2-135m/*/*/run/results.json"))
-    assert len(done) == 3 * 5 + 3 * 3  # SST-2's selection (5 candidates), SST-2 seeds 1-3
+    extra = len(fp.EXTRA_SEEDS["smollm2-135m"])  # the second stage (seeds 5-9) of SuperPos and prompt tuning
+    assert len(done) == 3 * 5 + 3 * 3 + 2 * extra  # SST-2's selection (5 candidates), seeds 1-3, the second stage
     failed = sorted(p.name for p in tmp_path.glob("smollm2-135m/sst2/*-seed4"))
     assert len(failed) == 3 and not any(
         (tmp_path / "smollm2-135m/sst2" / f / "run/results.json").exists() for f in failed
