@@ -89,11 +89,13 @@ def load(folder: Path) -> dict[str, Any] | None:
 
 
 def run_folders(study: Study, init: str, seed: int, grid: Path, runs: Path) -> list[Path]:
-    """Where the run may be, in order: the grid's run files first (``normal`` and simple prompt tuning)."""
+    """Where the run may be, in order: this study's own run first, then (``normal`` and simple prompt tuning) the
+    grid's run files. Own first: the grid's second stage (fair_plan.EXTRA_SEEDS) later trained the same command on
+    seeds 5-9 as a separate run, and the study reads the run it was decided on, not a later repeat."""
     if init == PROMPT_TUNING:
         return [grid / study.task / f"prompt-lr{study.prompt_lr}-seed{seed}"]
     own = runs / f"{study.task}-superpos-{init}-lr{study.lr}-seed{seed}"
-    return [grid / study.task / f"superpos-lr{study.lr}-seed{seed}", own] if init == "normal" else [own]
+    return [own, grid / study.task / f"superpos-lr{study.lr}-seed{seed}"] if init == "normal" else [own]
 
 
 Found = dict[str, dict[int, dict[str, Any]]]  # init -> seed -> a finished run's scores
