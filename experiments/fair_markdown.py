@@ -185,9 +185,9 @@ def extra_seed_lines() -> list[str]:
         f"- Second stage, {MODEL_NAMES.get(model, model)}: seeds {seed_range(seeds)} of "
         f"{' and '.join(NAMES[m] for m in fp.EXTRA_METHODS)} only (the pair the conclusive rule is about), on every "
         f"task, after seeds {seed_range(fp.SEEDS)} left the pooled answer inconclusive. Its size was fixed before "
-        "any of its runs (twice the pairs: a +-2 pp interval at the first stage's spread), not 'until conclusive', "
-        "which would make a 95 % CI cover less than 95 %. The answer pools both stages; the first stage alone is "
-        "quoted beside it."
+        f"any of its runs ({len(fp.SEEDS) + len(seeds)} pairs per task instead of {len(fp.SEEDS)}: a +-2 pp interval "
+        "at the first stage's spread), not 'until conclusive', which would make a 95 % CI cover less than 95 %. The "
+        "answer pools both stages; the first stage alone is quoted beside it."
         for model, seeds in fp.EXTRA_SEEDS.items()
     ]
 
