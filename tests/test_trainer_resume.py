@@ -221,3 +221,33 @@ def test_a_run_killed_under_the_previous_code_resumes_exactly(tiny_t5, tiny_data
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     ra, rb = (json.loads((r / "results.json").read_text()) for r in (straight, killed))
     assert (ra["best_metric"], ra["best_step"], ra["steps"]) == (rb["best_metric"], rb["best_step"], rb["steps"])
+
+
+def test_results_and_each_sessions_log_record_the_environment(tiny_t5, tiny_data, tmp_path):
+    """What a run's numbers may depend on besides its options (README, "Reproducing a run"): results.json keeps the
+    finishing session's environment, train.log a line per session (a resumed run may change threads)."""
+    import platform
+
+    import transformers
+
+    import superpos_kernels
+
+    run, threads = tmp_path / "run", torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*_args(tiny_t5, tiny_data, run), "--epochs", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((run / "results.json").read_text())["environment"] == {
+        "superpos_kernels": superpos_kernels.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": "cpu",
+        "cpu_threads": 1,
+        "processes": 1,
+    }
+    assert main(["train", "--output-dir", str(run), "--resume"]) == 0
+    sessions = [line for line in (run / "train.log").read_text().splitlines() if "environment:" in line]
+    assert len(sessions) == 2
+    assert "cpu_threads 1," in sessions[0] and f"cpu_threads {threads}," in sessions[1]

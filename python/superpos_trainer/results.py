@@ -5,10 +5,14 @@ best and the last adapter)."""
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from dataclasses import replace
 from typing import Any
 
+import torch
+
+from . import distributed
 from .evaluate import evaluate
 from .precision import precision_name
 
@@ -98,6 +102,7 @@ def finish(trainer: Any) -> dict[str, Any]:
         "select_on": config.select_on,  # the split best_metric/best_step were measured on
         "last_eval": rows[-1] if rows else None,
         "truncated": trainer.truncated,  # share of inputs cut to fit --max-length, per split
+        "environment": environment(trainer.device),
     }
     final = score_final(trainer)
     results["final"] = final  # the split the choice never saw, scored once with the best and the last adapter
@@ -105,6 +110,26 @@ def finish(trainer: Any) -> dict[str, Any]:
     if trainer.run:
         trainer.run.write_results(results)
     return results
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What a run's numbers may depend on besides its options (README, "Reproducing a run"): the same command gave
+    bit-identical SmolLM2 bf16 runs at 1 and 2 CPU threads, yet did not reproduce a run of another session whose
+    environment went unrecorded. The finishing session's values: a resumed run may have run its earlier steps under
+    others (train.log prints them each session)."""
+    import transformers
+
+    import superpos_kernels
+
+    return {
+        "superpos_kernels": superpos_kernels.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,  # the model's forward code (attention, RoPE) lives there
+        "python": platform.python_version(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+        "processes": distributed.world_size(),
+    }
 
 
 def score_final(trainer: Any) -> dict[str, Any] | None:

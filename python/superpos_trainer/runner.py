@@ -215,6 +215,7 @@ def _train(
     """The run proper, once its folder is locked: ``data`` is :func:`load_task_data`'s (task, train, eval, holdout)."""
     from .models import load_model
     from .plots import plot_learning_curve
+    from .results import environment
     from .train import Trainer
 
     task, train, evaluation, holdout = data
@@ -244,6 +245,8 @@ def _train(
         f"{total:,d}",
         100 * trainable / total,
     )
+    # Per session, so a resumed run's log says what each part ran under (results.json keeps the last session's).
+    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment(device).items()))
     if not resume:  # a resumed run keeps its config.json (same options; a refused checkpoint changes nothing)
         distributed.run_on_main(lambda: write_run_config(run_dir, config))
     log.info("%d optimizer steps planned", trainer.total_steps())
