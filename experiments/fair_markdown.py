@@ -64,6 +64,14 @@ def unlearned_tasks(data: fr.ModelData, chance: dict[str, dict[str, Any]], metho
     ]
 
 
+def no_gain_tasks(data: fr.ModelData, methods: tuple[str, ...]) -> list[str]:
+    """Tasks on which none of ``methods`` ends its held-out best more than UNLEARNED_MARGIN above its own untrained
+    start (fr.start_gain, seed-paired): a frozen model that already ranks the labels well behind any prompt leaves
+    those pairs measuring how much of that each method keeps, not what it learned."""
+    gains = {task: [fr.start_gain(data, task, m) for m in methods] for task in fp.MODELS[data.plan.model]}
+    return [t for t, g in gains.items() if all(x is not None and x <= UNLEARNED_MARGIN for x in g)]
+
+
 def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline: str = "prompt") -> str:
     name = MODEL_NAMES.get(data.plan.model, data.plan.model)
     pooled = fr.pooled_row(data, baseline)
@@ -79,6 +87,13 @@ def answer_line(data: fr.ModelData, chance: dict[str, dict[str, Any]], baseline:
         if unlearned
         else ""
     )
+    kept = no_gain_tasks(data, ("superpos", baseline))
+    if kept:
+        caveat += (
+            f" On {', '.join(kept)} neither method's held-out best ends more than {UNLEARNED_MARGIN * 100:g} pp above "
+            "its own untrained start (held-out at step 0, same seeds): those pairs measure how much of the frozen "
+            "model's own ranking each method keeps, not what it learned."
+        )
     first = first_stage(data, baseline)
     if done < data.planned:
         so_far = f" So far: {interim}." if pooled["val_best_n"] else ""
@@ -165,6 +180,10 @@ def protocol_lines() -> list[str]:
         "seed fixes the training subset, the held-out split, the data order and the prompt's initialisation, so "
         "each seed pairs the three methods on the same data.",
         *extra_seed_lines(),
+        "- Untrained start: `experiments/step0_scores.py` scores each method's prompt as each seed's run builds it, "
+        "before any step, on that seed's held-out split (forward passes only; `experiments/results/fair/step0/`). "
+        "As lr -> 0 a run keeps that score, so an lr search whose every candidate ends below it bounds no lr "
+        "default.",
         "- Paired differences: SuperPos minus the baseline per seed; 95 % Student t-interval per task; pooled per "
         "model over all its (task, seed) pairs as one sample (tasks weighted by their pairs, pairs treated as "
         "independent). Steps to reach: first evaluation at which SuperPos's held-out curve reaches the baseline's "
@@ -211,11 +230,14 @@ def methods_table(rows: list[dict[str, Any]], chance: dict[str, dict[str, Any]])
     precisions = sorted({p for r in rows for p in r["precision"]})
     mixed = " (MIXED: compare with care)" if len(precisions) > 1 else ""
     out = [
-        f"Precision of the runs in these tables: {', '.join(precisions) or '-'}{mixed}. Constant answer: the best "
-        "score of giving one answer to every validation example (`experiments/chance_levels.py`).\n",
+        f"Precision of the runs in these tables: {', '.join(precisions) or '-'}{mixed}. Held-out best: the best of "
+        f"a run's {fp.BUDGET['max_steps'] // fp.BUDGET['eval_steps']} held-out scores (mean over seeds); held-out at "
+        "step 0: the same split scored with the untrained prompt, before any step (`experiments/step0_scores.py`, "
+        "mean over the seeds scored): what the frozen model does behind a prompt it has not learned. Constant "
+        "answer: the best score of giving one answer to every validation example (`experiments/chance_levels.py`).\n",
         "| task | method | lr | seeds | validation, best adapter (mean ± sd, %) | last adapter | held-out best | "
-        "constant answer | val. examples | precision |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "held-out at step 0 | constant answer | val. examples | precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lr = "pending" if r["lr"] is None else fp.format_lr(r["lr"])
@@ -224,7 +246,7 @@ def methods_table(rows: list[dict[str, Any]], chance: dict[str, dict[str, Any]])
         out.append(
             f"| {r['task']} ({r['metric'] or '-'}) | {NAMES[r['method']]} | {lr} | {len(r['seeds'])} | "
             f"{mean_sd(r['val_best_mean'], r['val_best_sd'])} | {mean_sd(r['val_last_mean'], r['val_last_sd'])} | "
-            f"{pp(r['heldout_best_mean'])} | {constant} | {r['val_examples'] or '-'} | "
+            f"{pp(r['heldout_best_mean'])} | {pp(r['heldout_start_mean'])} | {constant} | {r['val_examples'] or '-'} | "
             f"{', '.join(r['precision']) or '-'} |"
         )
     return [*out, ""]
@@ -280,9 +302,10 @@ def ceiling_line(models: list[fr.ModelData]) -> str:
     one lr for every task, so SuperPos at the lr chosen for it per task on held-out data bounds what a default of
     it reaches at this budget; the comparison at both methods' tuned lrs is the answer's pooled row."""
     head = (
-        "- **Could another lr default make SuperPos-Prompt not worse?** A default is one lr for every task, so "
-        "SuperPos-Prompt at the lr chosen for it per task on held-out data (the answer above) is as far as any lr "
-        "default of it gets at this budget; against simple prompt tuning at its own chosen lr: "
+        "- **Could another lr default make SuperPos-Prompt not worse?** A default is one lr for every task, so, "
+        "where the lr search brackets the best lr, SuperPos-Prompt at the lr chosen for it per task on held-out data "
+        "(the answer above) is as far as any lr default of it gets at this budget; against simple prompt tuning at "
+        "its own chosen lr: "
     )
     parts = []
     for data in models:
@@ -293,6 +316,9 @@ def ceiling_line(models: list[fr.ModelData]) -> str:
             "handicaps prompt tuning would hide that",
             "undetermined": "undetermined",
         }.get(pooled["verdict"], "the tuned comparison does not rule such a default out")
+        above = fr.starts_above_candidates(data)
+        if above:
+            claim = start_claim(data, above)
         so_far = "so far " if len(data.comparison) < data.planned else ""
         diff = ci(pooled["val_best_mean"], pooled["val_best_low"], pooled["val_best_high"])
         parts.append(
@@ -304,6 +330,28 @@ def ceiling_line(models: list[fr.ModelData]) -> str:
         + ("; ".join(parts) or "no runs yet")
         + ". Not covered: the `w` initialisation (every run starts `normal`; `cone` and `prompt` were studied on "
         "SmolLM2-135M only, docs/DEFAULTS_STUDY.md) and budgets longer than 160 steps."
+    )
+
+
+def start_claim(data: fr.ModelData, above: list[tuple[str, float, float]]) -> str:
+    """Where SuperPos's untrained prompt beats every lr it tried (fr.starts_above_candidates), the lr search bounds
+    nothing: a lr small enough not to move keeps the start. Say so, with simple prompt tuning's own start beside its
+    chosen runs' held-out best (both means over seeds): near it, prompt tuning's lead is the frozen model's, kept."""
+    rows = {(r["task"], r["method"]): r for r in fr.method_rows(data)}
+    tasks = []
+    for task, start, best in above:
+        prompt = rows[(task, "prompt")]
+        tasks.append(
+            f"{task}: SuperPos-Prompt's untrained prompt {pp(start)} on held-out data (seed 0) against {pp(best)} at "
+            f"its best lr tried; simple prompt tuning's chosen runs {pp(prompt['heldout_best_mean'])} against its "
+            f"untrained {pp(prompt['heldout_start_mean'])}"
+        )
+    return (
+        "**not settled by the lr search**: " + "; ".join(tasks) + ". There every lr tried lowered SuperPos-Prompt "
+        "below where it started, so the search does not bracket its best lr: one small enough to barely move the "
+        "prompt (below every candidate) would score higher than all of them. Where simple prompt tuning's chosen "
+        "runs score about their start, its lead is the frozen model's own ranking, kept by an lr too small to move "
+        "it, not something it learned at this budget"
     )
 
 

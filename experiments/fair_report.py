@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """The fair comparison's report (issue 15), from the run files of experiments/run_fair.py only.
 
-Reads ``experiments/runs/fair/<model>/auto_lr.json`` and each run's ``experiment.json``, ``run/results.json`` and
-``run/metrics.jsonl``; writes ``experiments/results/fair/*.json|csv`` and the generated section of
-docs/EXPERIMENTS.md between ``<!-- fair-report:begin -->`` and ``<!-- fair-report:end -->`` (experiments/report.py
-owns the appendix; the markdown: experiments/fair_markdown.py). No number is typed by hand. The driver regenerates
-it after every finished run.
+Reads ``experiments/runs/fair/<model>/auto_lr.json``, each run's ``experiment.json``, ``run/results.json`` and
+``run/metrics.jsonl``, and the untrained prompts' held-out scores of experiments/step0_scores.py
+(``experiments/results/fair/step0/<model>-<task>.json``); writes ``experiments/results/fair/*.json|csv`` and the
+generated section of docs/EXPERIMENTS.md between ``<!-- fair-report:begin -->`` and ``<!-- fair-report:end -->``
+(experiments/report.py owns the appendix; the markdown: experiments/fair_markdown.py). No number is typed by hand.
+The driver regenerates it after every finished run.
 
     python experiments/fair_report.py                                             # from the grid's run folders
     python experiments/fair_report.py --runs experiments/results/fair/run_files   # from the committed copy
@@ -57,6 +58,7 @@ from experiments.run_files import read_finished
 ROOT = fp.ROOT
 RESULTS = ROOT / "experiments" / "results" / "fair"
 RUN_FILES = RESULTS / "run_files"  # finished runs' files as committed: <model>/<task>/<run>/{results,config,...}.json
+STARTS = RESULTS / "step0"  # experiments/step0_scores.py: held-out scores before any step, <model>-<task>.json
 DOC = ROOT / "docs" / "EXPERIMENTS.md"
 BASELINES = ("prompt", "residual")
 RULE_MODEL = "smollm2-135m"  # the learning-rate rule is fitted here and checked on Gemma-3-270M (issue 15)
@@ -186,9 +188,25 @@ class ModelData:
     comparison: dict[tuple[str, str, int], FairRun]  # (task, method, seed) -> finished run at the chosen lr
     selection: dict[fp.Run, FairRun]  # finished selection runs
     planned: int  # comparison runs planned (tasks x each method's seeds)
+    starts: dict[tuple[str, str, int], float] = field(default_factory=dict)  # (task, method, seed) -> step-0 held-out
 
 
-def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
+def load_starts(model: str, root: Path = STARTS) -> dict[tuple[str, str, int], float]:
+    """``(task, method, seed)`` -> the held-out score of the method's untrained prompt on that seed's split (SuperPos:
+    the grid's ``normal`` init), from experiments/step0_scores.py's ``<model>-<task>.json``; empty without them."""
+    from superpos_trainer.run_folder import read_json_object
+
+    starts = {}
+    for path in sorted(root.glob(f"{model}-*.json")):
+        for r in read_json_object(path)["results"]:
+            if r["w_init"] in ("normal", "-"):
+                starts[(r["task"], r["method"], int(r["seed"]))] = float(r["score"])
+    return starts
+
+
+def collect(runs_root: Path = fp.RUNS, starts_root: Path | None = None) -> list[ModelData]:
+    """Every model's finished runs under ``runs_root``; with ``starts_root`` (the report: STARTS) also the step-0
+    scores."""
     data = []
     for plan in fp.plans_from_files(fp.MODELS, runs_root):
         loaded = {run: load_run(run, runs_root) for run in fp.ordered_runs([plan])}
@@ -202,7 +220,8 @@ def collect(runs_root: Path = fp.RUNS) -> list[ModelData]:
         }
         selection = {run: fair for run, fair in loaded.items() if fair is not None and run.k is not None}
         planned = fp.planned_comparison_runs(plan.model)
-        data.append(ModelData(plan, comparison, selection, planned))
+        starts = load_starts(plan.model, starts_root) if starts_root else {}
+        data.append(ModelData(plan, comparison, selection, planned, starts))
     return data
 
 
@@ -219,6 +238,7 @@ def method_rows(data: ModelData) -> list[dict[str, Any]]:
             best, best_sd = mean_sd([r.val_best for r in runs])
             last, last_sd = mean_sd([r.val_last for r in runs])
             held, held_sd = mean_sd([r.heldout_best for r in runs])
+            start = [v for (t, m, _), v in data.starts.items() if (t, m) == (task, method)]
             rows.append(
                 {
                     "model": data.plan.model,
@@ -233,6 +253,8 @@ def method_rows(data: ModelData) -> list[dict[str, Any]]:
                     "val_last_sd": last_sd,
                     "heldout_best_mean": held,
                     "heldout_best_sd": held_sd,
+                    "heldout_start_mean": mean_sd(start)[0],  # the untrained prompt, over the seeds scored
+                    "heldout_start_seeds": len(start),
                     "val_examples": runs[0].val_examples if runs else None,
                     "precision": sorted({r.precision for r in runs}),
                 }
@@ -411,6 +433,31 @@ def interior_choices(data: ModelData, method: str) -> tuple[int, int]:
     return sum(min(s.candidates) < s.chosen < max(s.candidates) for s in done), len(done)  # type: ignore[operator]
 
 
+def start_gain(data: ModelData, task: str, method: str) -> float | None:
+    """Mean over seeds of a run's best held-out score minus its untrained prompt's held-out score (same seed, same
+    split): what the run learned beyond where it started. None without a seed that has both."""
+    gains = [
+        run.heldout_best - data.starts[(task, method, seed)]
+        for (t, m, seed), run in data.comparison.items()
+        if (t, m) == (task, method) and (task, method, seed) in data.starts
+    ]
+    return statistics.fmean(gains) if gains else None
+
+
+def starts_above_candidates(data: ModelData, method: str = "superpos") -> list[tuple[str, float, float]]:
+    """``(task, start, best candidate)`` for each task whose selection is done and where ``method``'s untrained
+    prompt (seed 0) scored higher on the held-out split than the best held-out score of every lr candidate (seed 0,
+    the selection runs). As lr -> 0 a run keeps its start, so there a lr below the candidates scores higher: the lr
+    search then bounds nothing, however its choice sits among the candidates."""
+    out = []
+    for (task, m), selection in data.plan.selections.items():
+        start = data.starts.get((task, method, 0))
+        tried = [r.heldout_best for r in data.selection.values() if (r.task, r.method) == (task, method)]
+        if m == method and selection.done and start is not None and tried and start > max(tried):
+            out.append((task, start, max(tried)))
+    return out
+
+
 def default_rows(data: ModelData, rule: Mapping[str, int | None]) -> list[dict[str, Any]]:
     """The issue's out-of-box check: SuperPos-Prompt minus simple prompt tuning, each at its derived default
     ``F x --lr auto`` (``rule``: the exponents fitted on RULE_MODEL), paired by seed; one row per task, then the
@@ -528,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.runs.is_dir():  # a typo must not overwrite the page with an empty report
         print(f"error: --runs {args.runs} is not a folder; give the grid's run folders or {RUN_FILES}", file=sys.stderr)
         return 2
-    models = collect(args.runs)
+    models = collect(args.runs, STARTS)
     write_outputs(models)
     done = sum(len(d.comparison) for d in models)
     planned = sum(fp.planned_comparison_runs(model) for model in fp.MODELS)

@@ -52,3 +52,32 @@ def test_update_size_reports_every_method(tiny_llama, tmp_path, capsys):  # noqa
     for row in data["rows"]:
         assert 0 < row["move_step1"] <= row["move_step3"] * 1.0001 and row["auto_lr"] > 0
     assert "anisotropy" in capsys.readouterr().out
+
+
+def test_step0_scores_use_the_grid_runs_held_out_split(tiny_llama, tiny_data, tmp_path, capsys):  # noqa: F811
+    """The options come from the grid's seed-0 prompt tuning run (its config.json); each seed's held-out split is
+    scored before any step. SuperPos's `prompt` init starts exactly where simple prompt tuning does, so its score
+    is the same to the last digit: the script builds each prompt as the grid's run of that seed does."""
+    from superpos_trainer.config import build_config
+
+    config = build_config(
+        cli_options={"model": str(tiny_llama), "task": "sst2", "data_dir": str(tiny_data), "num_prompt_tokens": 4,
+                     "num_sampled_tokens": 16, "residual_hidden": 8, "eval_mode": "rank", "select_on": "holdout",
+                     "holdout_fraction": 0.5, "train_limit": 0, "eval_limit": 0, "method": "prompt", "lr": 0.001}
+    )  # fmt: skip
+    run = tmp_path / "runs" / "tiny" / "sst2" / "prompt-lr0.001-seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    out = tmp_path / "step0.json"
+    args = ["--model", "tiny", "--tasks", "sst2", "--seeds", "0", "1", "--runs", str(tmp_path / "runs")]
+    variants = ["--variants", "superpos:normal", "superpos:prompt", "prompt", "residual"]
+    assert _script("step0_scores").main([*args, *variants, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 2 * 4 and {r["examples"] for r in rows} == {6}  # half of the 12 training rows held out
+    for seed in (0, 1):
+        by = {(r["method"], r["w_init"]): r["score"] for r in rows if r["seed"] == seed}
+        assert by[("superpos", "prompt")] == by[("prompt", "-")]
+        assert all(0.0 <= v <= 1.0 for v in by.values())
+    assert "| sst2 | superpos | normal | s0: " in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no grid run files"):
+        _script("step0_scores").main([*args[:2], "--tasks", "rte", *args[6:]])

@@ -282,7 +282,7 @@ def test_the_committed_report_is_generated_from_the_committed_run_files():
     from experiments import fair_markdown
 
     committed = doc_sections.section(fair_report.DOC.read_text(encoding="utf-8"), doc_sections.FAIR)
-    rendered = fair_markdown.render(fair_report.collect(fair_report.RUN_FILES))
+    rendered = fair_markdown.render(fair_report.collect(fair_report.RUN_FILES, fair_report.STARTS))
 
     def lines(text: str) -> list[str]:
         return [line for line in text.strip().splitlines() if not line.startswith("Last regenerated:")]
@@ -340,12 +340,9 @@ def test_out_of_box_pairs_each_method_at_its_derived_default(tmp_path: Path):
     assert (tmp_path / "results" / "out_of_box.csv").read_text().count("\n") == 6  # header, 4 tasks, pooled
 
 
-def test_the_page_says_no_lr_default_can_help_where_tuned_superpos_is_lower(tmp_path: Path):
-    """Where SuperPos-Prompt at its per-task chosen lr is lower than prompt tuning at its own (CI below 0), no lr
-    default of it can do better (a default is one lr for every task): the page says so, with the pooled CI and how
-    many of SuperPos's choices lie inside their candidates (auto chosen from {auto/3, auto, 3 auto}: inside)."""
-    from experiments import fair_markdown
-
+def lower_superpos_root(tmp_path: Path) -> Path:
+    """SST-2 only: SuperPos and prompt tuning both choose auto (held-out 0.5 / 0.6 / 0.55 at auto/3, auto, 3 auto);
+    at its chosen lr SuperPos scores 0.69-0.72 on validation, prompt tuning 0.78-0.80 (seeds 0-3)."""
     root = tmp_path / "fair"
     write_autos(root)
     for method in ("superpos", "prompt"):
@@ -356,11 +353,70 @@ def test_the_page_says_no_lr_default_can_help_where_tuned_superpos_is_lower(tmp_
     for seed, ours, theirs in ((1, 0.71, 0.79), (2, 0.69, 0.80), (3, 0.72, 0.78)):
         fake(fp.Run(MODEL, "sst2", "superpos", seed, lr["superpos"]), root, [0.5, 0.6], ours, ours)
         fake(fp.Run(MODEL, "sst2", "prompt", seed, lr["prompt"]), root, [0.5, 0.6], theirs, theirs)
-    (data,) = fair_report.collect(root)
+    return root
+
+
+def write_starts(folder: Path, task: str, scores: dict[tuple[str, str, int], float]) -> None:
+    """experiments/step0_scores.py's file for MODEL and ``task``: ``(method, w init, seed) -> held-out score``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = [{"task": task, "method": m, "w_init": w, "seed": seed, "score": v} for (m, w, seed), v in scores.items()]
+    (folder / f"{MODEL}-{task}.json").write_text(json.dumps({"args": {}, "results": results}))
+
+
+def test_the_page_says_no_lr_default_can_help_where_tuned_superpos_is_lower(tmp_path: Path):
+    """Where SuperPos-Prompt at its per-task chosen lr is lower than prompt tuning at its own (CI below 0), no lr
+    default of it can do better (a default is one lr for every task): the page says so, with the pooled CI and how
+    many of SuperPos's choices lie inside their candidates (auto chosen from {auto/3, auto, 3 auto}: inside)."""
+    from experiments import fair_markdown
+
+    (data,) = fair_report.collect(lower_superpos_root(tmp_path))
     assert fair_report.interior_choices(data, "superpos") == (1, 1)
     line = fair_markdown.ceiling_line([data])
     assert "SmolLM2-135M so far -8.8 pp [-12.3, -5.2]" in line and "over 4 pairs" in line
     assert "inside its candidates on 1 of 1 tasks: **no lr default can**" in line
+
+
+def test_an_untrained_start_above_every_lr_tried_unsettles_the_lr_search(tmp_path: Path):
+    """SuperPos's untrained prompt (seed 0) scores 0.65 on held-out data, above its best at every lr tried (0.6): as
+    lr -> 0 a run keeps its start, so a smaller lr would beat the candidates and the page must not claim that no lr
+    default can help. Its `cone` start is not the grid's (normal) and is ignored; the table shows each method's mean
+    start over the seeds scored."""
+    from experiments import fair_markdown
+
+    starts = tmp_path / "step0"
+    write_starts(
+        starts,
+        "sst2",
+        {("superpos", "normal", 0): 0.65, ("superpos", "normal", 1): 0.61, ("superpos", "cone", 0): 0.99,
+         ("prompt", "-", 0): 0.63, ("prompt", "-", 1): 0.64},
+    )  # fmt: skip
+    root = lower_superpos_root(tmp_path)
+    (data,) = fair_report.collect(root, starts)
+    assert fair_report.starts_above_candidates(data) == [("sst2", 0.65, 0.6)]
+    assert fair_report.starts_above_candidates(data, "prompt") == [("sst2", 0.63, 0.6)]
+    line = fair_markdown.ceiling_line([data])
+    assert "no lr default can" not in line and "**not settled by the lr search**: sst2:" in line
+    assert "untrained prompt 65.0 on held-out data (seed 0) against 60.0 at its best lr tried" in line
+    assert "simple prompt tuning's chosen runs 60.0 against its untrained 63.5" in line
+    rows = {r["method"]: r for r in fair_report.method_rows(data) if r["task"] == "sst2"}
+    assert (
+        rows["superpos"]["heldout_start_mean"] == pytest.approx(0.63) and rows["superpos"]["heldout_start_seeds"] == 2
+    )
+    table = "\n".join(fair_markdown.methods_table(fair_report.method_rows(data), {}))
+    assert "| held-out best | held-out at step 0 |" in table and "| 60.0 | 63.0 |" in table
+    # Seed-paired gains over the start: SuperPos 0.6 - 0.65 and 0.6 - 0.61, prompt tuning 0.6 - 0.63, 0.6 - 0.64.
+    assert fair_report.start_gain(data, "sst2", "superpos") == pytest.approx(-0.03)
+    assert fair_report.start_gain(data, "sst2", "prompt") == pytest.approx(-0.035)
+    assert fair_markdown.no_gain_tasks(data, ("superpos", "prompt")) == ["sst2"]
+    answer = fair_markdown.answer_line(data, {})
+    assert "On sst2 neither method's held-out best ends more than 2 pp above its own untrained start" in answer
+    # Without step-0 scores (or with a start below the candidates) the lr search's claim stands.
+    (data,) = fair_report.collect(root)
+    assert data.starts == {} and fair_report.starts_above_candidates(data) == []
+    write_starts(starts, "sst2", {("superpos", "normal", 0): 0.55, ("prompt", "-", 0): 0.55})
+    (data,) = fair_report.collect(root, starts)
+    assert "**no lr default can**" in fair_markdown.ceiling_line([data])
+    assert fair_markdown.no_gain_tasks(data, ("superpos", "prompt")) == []  # both gained 5 pp on seed 0
 
 
 def test_the_page_does_not_rule_out_a_default_where_tuned_superpos_is_not_lower(runs_root: Path):
