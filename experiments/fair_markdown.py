@@ -328,8 +328,9 @@ def ceiling_line(models: list[fr.ModelData]) -> str:
     return (
         head
         + ("; ".join(parts) or "no runs yet")
-        + ". Not covered: the `w` initialisation (every run starts `normal`; `cone` and `prompt` were studied on "
-        "SmolLM2-135M only, docs/DEFAULTS_STUDY.md) and budgets longer than 160 steps."
+        + ". Not covered: the `w` initialisation (every run starts `normal`; `cone` and `prompt` were trained on "
+        "SmolLM2-135M only, docs/DEFAULTS_STUDY.md measurement 3; on Gemma-3-270M SST-2 `cone` starts no higher, "
+        "measurement 4) and budgets longer than 160 steps."
     )
 
 
