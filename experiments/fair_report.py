@@ -452,9 +452,11 @@ def starts_above_candidates(data: ModelData, method: str = "superpos") -> list[t
     out = []
     for (task, m), selection in data.plan.selections.items():
         start = data.starts.get((task, method, 0))
-        tried = [r.heldout_best for r in data.selection.values() if (r.task, r.method) == (task, method)]
-        if m == method and selection.done and start is not None and tried and start > max(tried):
-            out.append((task, start, max(tried)))
+        if m != method or not selection.done or start is None:
+            continue
+        best = max(r.heldout_best for r in data.selection.values() if (r.task, r.method) == (task, method))
+        if start > best:
+            out.append((task, start, best))
     return out
 
 

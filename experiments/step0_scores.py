@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "python")]
 
 from superpos_trainer.config import config_from_dict, default_data_dir  # noqa: E402
+from superpos_trainer.evaluate import evaluate  # noqa: E402
 from superpos_trainer.methods import build_method  # noqa: E402
 from superpos_trainer.models import load_model  # noqa: E402
 from superpos_trainer.runner import load_task_data  # noqa: E402
@@ -64,14 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             config = replace(base, seed=seed, data_dir=data_dir, output_dir=None, progress=False)
             task, train, evaluation, holdout = load_task_data(config)
+            # One trainer per seed resolves --max-length over every split and encodes them (the same for each
+            # method: n prompt slots whatever fills them); each variant's prompt is scored with its encoder.
+            trainer: Trainer | None = None
             for name, w_init in variants:
                 c = replace(config, method=name, w_init="normal" if w_init == "-" else w_init)
                 method = build_method(
                     name, loaded, c.num_prompt_tokens, c.num_sampled_tokens, c.residual_hidden, seed, c.w_init
                 )
-                trainer = Trainer.from_config(c, task, (train, evaluation, holdout), loaded, method=method)
+                if trainer is None:
+                    trainer = Trainer.from_config(c, task, (train, evaluation, holdout), loaded, method=method)
                 method.eval()
-                metrics = trainer.evaluate(trainer.holdout_examples, trainer.holdout_encoded)
+                metrics = evaluate(
+                    method, trainer.encoder, task, trainer.holdout_examples, trainer.holdout_encoded,
+                    trainer.eval_settings,
+                )[0]  # fmt: skip
                 score = metrics[task.main_metric]
                 results.append(
                     {"task": task_name, "seed": seed, "method": name, "w_init": w_init, "metric": task.main_metric,
