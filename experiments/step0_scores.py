@@ -23,9 +23,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "python")]
 
-from superpos_trainer.config import config_from_dict, default_data_dir  # noqa: E402
+from superpos_trainer.config import W_INITS, config_from_dict, default_data_dir  # noqa: E402
 from superpos_trainer.evaluate import evaluate  # noqa: E402
-from superpos_trainer.methods import build_method  # noqa: E402
+from superpos_trainer.methods import METHODS, build_method  # noqa: E402
 from superpos_trainer.models import load_model  # noqa: E402
 from superpos_trainer.runner import load_task_data  # noqa: E402
 from superpos_trainer.train import Trainer  # noqa: E402
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
     variants = [[*v.split(":"), "-"][:2] for v in args.variants]
+    for v, (name, w_init) in zip(args.variants, variants, strict=True):
+        inits = W_INITS if name == "superpos" else ("-",)
+        if name not in METHODS or w_init not in inits:
+            parser.error(
+                f"--variants {v}: expected one of {', '.join(sorted(METHODS))}, superpos with :{'|:'.join(W_INITS)}"
+            )
 
     loaded = None
     results: list[dict[str, Any]] = []

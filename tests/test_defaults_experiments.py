@@ -79,5 +79,8 @@ def test_step0_scores_use_the_grid_runs_held_out_split(tiny_llama, tiny_data, tm
         assert by[("superpos", "prompt")] == by[("prompt", "-")]
         assert all(0.0 <= v <= 1.0 for v in by.values())
     assert "| sst2 | superpos | normal | s0: " in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        _script("step0_scores").main([*args, "--variants", "superpos:ones"])
+    assert refused.value.code == 2 and "--variants superpos:ones: expected one of" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no grid run files"):
         _script("step0_scores").main([*args[:2], "--tasks", "rte", *args[6:]])
