@@ -25,7 +25,7 @@ UNLEARNED_MARGIN = 0.02  # a method within 2 pp of the constant answer, on avera
 VERDICTS = {
     "higher": "**yes**: SuperPos-Prompt is higher",
     "lower": "**no**: SuperPos-Prompt is lower",
-    "equivalent": "**no difference beyond +-2 pp**",
+    "equivalent": "**no difference detected** (the CI includes 0 and is narrower than +-2 pp)",
     "inconclusive": "**not conclusive with every run done** (the CI includes 0 and is wider than +-2 pp)",
     "undetermined": "**undetermined**",
 }
@@ -260,7 +260,10 @@ def best_last(row: dict[str, Any]) -> str:
 
 def paired_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
-        "Paired differences, SuperPos-Prompt minus the baseline (pp, mean [95 % t-interval]):\n",
+        "Paired differences, SuperPos-Prompt minus the baseline (pp, mean [95 % t-interval]). Verdict, on the "
+        "best adapter's interval: higher / lower when it excludes 0; equivalent when it includes 0 and is narrower "
+        "than +-2 pp (no difference detected at that precision, which still allows one up to the interval's ends); "
+        "inconclusive when it includes 0 and is wider:\n",
         "| baseline | task | pairs | best adapter | last adapter | verdict |",
         "|---|---|---|---|---|---|",
     ]
@@ -272,7 +275,7 @@ def paired_table(rows: list[dict[str, Any]]) -> list[str]:
 OUT_OF_BOX = {  # the issue: "out of the box, SuperPos is not worse than simple prompt tuning beyond seed noise"
     "higher": "higher",
     "lower": "WORSE beyond seed noise",
-    "equivalent": "not worse (within +-2 pp)",
+    "equivalent": "not worse beyond seed noise (the CI includes 0 and is narrower than +-2 pp)",
     "inconclusive": "not worse beyond seed noise (the CI includes 0)",
     "undetermined": "undetermined (fewer than 2 pairs)",
 }
