@@ -118,11 +118,19 @@ def what_it_would_take(pooled: dict[str, Any]) -> str:
     spread, so the reader sees whether more seeds could settle it or the difference is too small for this budget."""
     if pooled["verdict"] != "inconclusive":
         return ""
+    low, high = pooled["val_best_low"], pooled["val_best_high"]
+    # Two decimals: a half-width that misses the rule by hundredths must not read "2.0 pp against 2 pp".
+    bounds = (
+        f" The CI's half-width is {100 * (high - low) / 2:.2f} pp against the rule's "
+        f"{100 * fr.CONCLUSIVE_HALF_WIDTH:g} pp; it excludes a SuperPos-Prompt deficit larger than {pp(-low)} pp "
+        f"and a lead larger than {pp(high)} pp. No seeds were added after this answer was seen: extending a sample "
+        "until its interval turns conclusive makes a 95 % CI cover less than 95 %."
+    )
     need = fr.pairs_needed(pooled["val_best_mean"], pooled["val_best_sd"])
     spread = f"At the measured mean and spread (sd {pp(pooled['val_best_sd'])} pp over {pooled['val_best_n']} pairs)"
     if need is None:
-        return f" {spread} no feasible number of pairs would make it conclusive."
-    return f" {spread} about {need} pairs would make it conclusive."
+        return f"{bounds} {spread} no feasible number of pairs would make it conclusive."
+    return f"{bounds} {spread} about {need} pairs would make it conclusive."
 
 
 def render(models: list[fr.ModelData]) -> str:

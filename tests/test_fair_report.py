@@ -458,8 +458,12 @@ def test_pairs_needed_is_the_smallest_count_whose_interval_the_rule_calls_conclu
 def test_a_finished_inconclusive_answer_says_how_many_pairs_would_settle_it(runs_root: Path):
     from experiments import fair_markdown
 
-    pooled = {"verdict": "inconclusive", "val_best_mean": 0.0, "val_best_sd": 0.05, "val_best_n": 20}
+    pooled = {"verdict": "inconclusive", "val_best_mean": 0.0, "val_best_sd": 0.05, "val_best_n": 20,
+              "val_best_low": -0.02018, "val_best_high": 0.02018}  # fmt: skip
     assert fair_markdown.what_it_would_take(pooled) == (
+        " The CI's half-width is 2.02 pp against the rule's 2 pp; it excludes a SuperPos-Prompt deficit larger than"
+        " 2.0 pp and a lead larger than 2.0 pp. No seeds were added after this answer was seen: extending a sample"
+        " until its interval turns conclusive makes a 95 % CI cover less than 95 %."
         " At the measured mean and spread (sd 5.0 pp over 20 pairs) about 27 pairs would make it conclusive."
     )
     assert fair_markdown.what_it_would_take({**pooled, "verdict": "higher"}) == ""
